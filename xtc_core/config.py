@@ -1,0 +1,135 @@
+"""Configuration of one compression run. Plain dataclasses: the library reads no environment."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class TrainingConfig:
+    """Schedule of one training stage family. Step counts are per stage (0, 1 and 2)."""
+
+    finetune_steps: int = 1000  # stage 0: teacher fine-tuning when the model has no task head
+    reduction_steps: int = 1000  # stage 1: layer reduction with full-precision KD
+    quant_steps: int = 2000  # stage 2: quantization-aware KD
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    max_seq_length: int = 128
+    finetune_lr: float = 5e-5
+    lr: float = 5e-5  # stages 1 and 2
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    eval_every: int = 200  # steps between dev evaluations (the best checkpoint is kept)
+    checkpoint_every: int = 200  # steps between resumable training checkpoints
+    max_train_examples: int | None = None  # subsample of the training set (None: all)
+    max_eval_examples: int | None = None  # subsample of the dev set used for model selection
+    kd_logits: float = 1.0
+    kd_hidden: float = 1.0
+    kd_attention: float = 1.0
+    temperature: float = 1.0
+    seed: int = 42
+
+    def replace(self, **overrides: Any) -> TrainingConfig:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **overrides)
+
+
+# Budget presets. `smoke` proves the pipeline end to end in well under a minute on CPU;
+# `quick` is a CPU-friendly demo; `standard` a sensible GPU run; `paper` the published schedule
+# (XTC trains much longer than earlier baselines: that was the paper's main finding).
+BUDGETS: dict[str, TrainingConfig] = {
+    "smoke": TrainingConfig(
+        finetune_steps=6, reduction_steps=4, quant_steps=6, batch_size=8, eval_batch_size=64,
+        max_seq_length=64, eval_every=1000, checkpoint_every=1000, max_train_examples=64,
+        max_eval_examples=None, warmup_ratio=0.0, lr=1e-4, finetune_lr=1e-4,
+    ),
+    "quick": TrainingConfig(
+        finetune_steps=600, reduction_steps=400, quant_steps=800, batch_size=32, max_seq_length=64,
+        eval_every=200, checkpoint_every=200, max_train_examples=20000, max_eval_examples=None,
+        lr=1e-4, finetune_lr=5e-5,
+    ),
+    "standard": TrainingConfig(
+        finetune_steps=3000, reduction_steps=3000, quant_steps=6000, batch_size=32, max_seq_length=128,
+        eval_every=500, checkpoint_every=500, lr=5e-5,
+    ),
+    "paper": TrainingConfig(
+        # Published XTC schedule on GLUE: long training, lr 5e-5, batch 32, seq 128
+        # (the paper trains each step for many epochs; steps here are per stage).
+        finetune_steps=20000, reduction_steps=40000, quant_steps=80000, batch_size=32,
+        max_seq_length=128, eval_every=2000, checkpoint_every=2000, lr=5e-5,
+    ),
+}
+
+
+def budget(name: str, **overrides: Any) -> TrainingConfig:
+    if name not in BUDGETS:
+        raise ConfigError(f"unknown budget {name!r}; choose one of {', '.join(BUDGETS)}")
+    return BUDGETS[name].replace(**overrides)
+
+
+@dataclass
+class DataSource:
+    """Where the task's data comes from: a GLUE task (folder or hub) or user files with a mapping."""
+
+    task: str | None = None  # GLUE task name (any spelling: "sst2", "SST-2")
+    glue_dir: str | None = None  # folder in the official GLUE layout; None: the Hugging Face hub
+    train_file: str | None = None
+    dev_file: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    regression: bool = False  # user data: a float target instead of class labels
+
+    def validate(self) -> None:
+        if self.task is None and not (self.train_file and self.dev_file):
+            raise ConfigError("give a GLUE task name or both a train and a dev file")
+        if self.task is None and not (self.text_column and self.label_column):
+            raise ConfigError("user data needs a column mapping: text column and label column")
+
+
+@dataclass
+class CompressConfig:
+    model: str  # "bundled:minilm-l6", a Hugging Face hub id, or a local folder
+    data: DataSource
+    output_dir: str
+    weight_bits: int = 1  # 1 (binary, BWN) or 2 (ternary, TWN)
+    activation_bits: int | None = 8  # 8 or None (full-precision activations)
+    layers: int | list[int] | None = None  # student depth or explicit teacher layers; None: every other
+    weight_groups: int = 1  # scales per weight matrix (1: per matrix; more: per group of rows)
+    float_storage: str = "fp16"  # how unquantized tensors are stored: "fp16" or "fp32"
+    training: TrainingConfig = field(default_factory=lambda: BUDGETS["quick"].replace())
+    budget_name: str = "quick"
+    work_dir: str | None = None  # resumable training checkpoints; None: <output_dir>/.work
+    resume: bool = True
+    device: str | None = None  # None: cuda when available, else cpu
+    skip_layer_reduction: bool = False  # internal: set when the student keeps every teacher layer
+    distill: bool = True  # False: the no-distillation baselines (ground-truth labels only)
+    quantize: bool = True  # False: stop after layer reduction (full-precision student)
+
+    def validate(self) -> None:
+        self.data.validate()
+        if self.weight_bits not in (1, 2):
+            raise ConfigError(f"weight_bits must be 1 or 2, got {self.weight_bits}")
+        if self.activation_bits not in (8, None):
+            raise ConfigError(f"activation_bits must be 8 or null, got {self.activation_bits}")
+        if self.float_storage not in ("fp16", "fp32"):
+            raise ConfigError(f"float_storage must be fp16 or fp32, got {self.float_storage}")
+        if self.weight_groups < 1:
+            raise ConfigError("weight_groups must be >= 1")
+        if isinstance(self.layers, int) and self.layers < 1:
+            raise ConfigError("layers must be >= 1")
+        if isinstance(self.layers, list):
+            if not self.layers:
+                raise ConfigError("the layer list is empty")
+            if len(set(self.layers)) != len(self.layers) or sorted(self.layers) != self.layers:
+                raise ConfigError(f"layer list must be strictly increasing, got {self.layers}")
+            if any(i < 0 for i in self.layers):
+                raise ConfigError(f"layer indices are 0-based and non-negative, got {self.layers}")
