@@ -15,10 +15,18 @@ class ProgressEvent:
     loss: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     message: str = ""
+    stage_index: int = 0  # position of this stage among the run's stages (0-based)
+    num_stages: int = 1
 
     @property
     def fraction(self) -> float:
+        """Progress within the stage."""
         return 0.0 if self.total <= 0 else min(1.0, self.step / self.total)
+
+    @property
+    def overall(self) -> float:
+        """Progress of the whole run, counting stages as equal parts."""
+        return min(1.0, (self.stage_index + self.fraction) / max(1, self.num_stages))
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

@@ -1,0 +1,59 @@
+"""Bit packing of quantization codes: 1-bit codes 8 per byte, 2-bit codes 4 per byte (little-endian
+within the byte). Lossless for the code alphabets of ``quant.quantize_weight``."""
+
+from __future__ import annotations
+
+import torch
+
+# 2-bit code words: 0 -> 0, +1 -> 1, -1 -> 2 (3 is never written)
+_TERNARY_TO_WORD = {0: 0, 1: 1, -1: 2}
+_PER_BYTE = {1: 8, 2: 4}
+
+
+def packed_size(numel: int, bits: int) -> int:
+    per = _PER_BYTE[bits]
+    return (numel + per - 1) // per
+
+
+def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """int8 codes (any shape) -> flat uint8 tensor."""
+    if bits not in _PER_BYTE:
+        raise ValueError(f"can pack 1 or 2 bits, got {bits}")
+    flat = codes.reshape(-1).to(torch.int16)
+    if bits == 1:
+        if ((flat != 1) & (flat != -1)).any():
+            raise ValueError("1-bit codes must be -1 or +1")
+        words = (flat > 0).to(torch.uint8)
+    else:
+        if (flat.abs() > 1).any():
+            raise ValueError("2-bit codes must be -1, 0 or +1")
+        words = torch.where(flat < 0, 2, flat).to(torch.uint8)
+    per = _PER_BYTE[bits]
+    pad = (-words.numel()) % per
+    if pad:
+        words = torch.cat([words, words.new_zeros(pad)])
+    words = words.reshape(-1, per).to(torch.int32)
+    shifts = torch.arange(per, dtype=torch.int32) * bits
+    return (words << shifts).sum(dim=1).to(torch.uint8)
+
+
+def unpack_codes(packed: torch.Tensor, bits: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """flat uint8 -> int8 codes of ``shape``."""
+    if bits not in _PER_BYTE:
+        raise ValueError(f"can unpack 1 or 2 bits, got {bits}")
+    numel = 1
+    for d in shape:
+        numel *= int(d)
+    if packed.numel() != packed_size(numel, bits):
+        raise ValueError(f"{packed.numel()} packed bytes do not hold {numel} {bits}-bit codes")
+    per = _PER_BYTE[bits]
+    shifts = torch.arange(per, dtype=torch.int32) * bits
+    words = (packed.to(torch.int32)[:, None] >> shifts) & ((1 << bits) - 1)
+    words = words.reshape(-1)[:numel]
+    if bits == 1:
+        codes = words * 2 - 1
+    else:
+        if (words == 3).any():
+            raise ValueError("corrupt 2-bit data: code word 3 is never written")
+        codes = torch.where(words == 2, -1, words)
+    return codes.to(torch.int8).reshape(shape)

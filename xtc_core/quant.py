@@ -1,0 +1,130 @@
+"""Weight (1-bit BWN / 2-bit TWN) and activation (8-bit) fake quantization with straight-through grads.
+
+The forward of the fake-quantized weight is *exactly* ``dequantize(*quantize_weight(w))``, the same
+function the checkpoint loader runs on the packed codes, so a reloaded model reproduces the
+training-time model bit for bit (a ``w + (q - w).detach()`` formulation would not: it rounds).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+TERNARY_DELTA = 0.7  # TWN threshold: delta = 0.7 * mean(|w|) (Li et al. 2016, used by XTC)
+
+
+def _grouped(w: torch.Tensor, groups: int) -> torch.Tensor:
+    if w.numel() % groups:
+        raise ValueError(f"a tensor of {w.numel()} values cannot be split into {groups} equal groups")
+    return w.reshape(groups, -1)
+
+
+def quantize_weight(w: torch.Tensor, bits: int, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes in {-1, +1} (1-bit) or {-1, 0, +1} (2-bit), int8 shaped like ``w``; fp32 scale per group."""
+    g = _grouped(w.detach().float(), groups)
+    absg = g.abs()
+    if bits == 1:
+        codes = torch.where(g >= 0, 1, -1).to(torch.int8)  # sign(0) = +1: every weight gets a bit
+        scales = absg.mean(dim=1)
+    elif bits == 2:
+        delta = TERNARY_DELTA * absg.mean(dim=1, keepdim=True)
+        keep = absg > delta
+        codes = (torch.sign(g) * keep).to(torch.int8)
+        scales = (absg * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
+    else:
+        raise ValueError(f"weight bits must be 1 or 2, got {bits}")
+    return codes.reshape(w.shape), scales.contiguous()
+
+
+def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, groups: int) -> torch.Tensor:
+    """codes * scale, per group, in fp32. Exact: each value is 0 or +-scale."""
+    g = codes.reshape(groups, -1).to(scales.dtype)
+    return (g * scales[:, None]).reshape(codes.shape)
+
+
+class _WeightSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w, bits: int, groups: int):
+        codes, scales = quantize_weight(w, bits, groups)
+        return dequantize_weight(codes.to(w.device), scales, groups).to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None  # straight-through estimator
+
+
+class _ActivationSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bits: int):
+        return fake_quantize_activation(x, bits)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def fake_quantize_activation(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Symmetric dynamic-range quantization with one scale per token (the last dim's max).
+
+    Token-wise ranges make a token's result independent of the rest of the batch (padding, batch
+    size), so evaluation is reproducible however it is batched, and it is more accurate than one
+    range per tensor.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / qmax
+    return torch.clamp(torch.round(x / scale), -qmax, qmax) * scale
+
+
+def binarize(w: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    return _WeightSTE.apply(w, 1, groups)
+
+
+def ternarize(w: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    return _WeightSTE.apply(w, 2, groups)
+
+
+class WeightFakeQuant(nn.Module):
+    """A parametrization: the module keeps its latent fp32 weight, forward sees the quantized one."""
+
+    def __init__(self, bits: int, groups: int):
+        super().__init__()
+        self.bits = bits
+        self.groups = groups
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return _WeightSTE.apply(w, self.bits, self.groups)
+
+
+def _activation_hook(bits: int):
+    def hook(module, args):
+        return (_ActivationSTE.apply(args[0], bits),) + tuple(args[1:])
+
+    return hook
+
+
+def add_activation_quant(module: nn.Linear, bits: int) -> None:
+    module._xtc_act_bits = bits  # marks the module; hooks themselves are not introspectable
+    module.register_forward_pre_hook(_activation_hook(bits))
+
+
+def groups_for(weight: torch.Tensor, requested: int, per_row: bool) -> int:
+    """Token-wise (one scale per row) for embeddings; else the requested groups, falling back to a
+    divisor of the row count so groups never straddle rows."""
+    rows = weight.shape[0]
+    if per_row:
+        return rows
+    groups = max(1, min(requested, rows))
+    while rows % groups:
+        groups -= 1
+    return groups
+
+
+def quantize_module_weight(module: nn.Module, bits: int, groups: int) -> None:
+    parametrize.register_parametrization(module, "weight", WeightFakeQuant(bits, groups))
+
+
+def is_weight_quantized(module: nn.Module) -> bool:
+    return parametrize.is_parametrized(module, "weight") and isinstance(
+        module.parametrizations.weight[0], WeightFakeQuant
+    )
