@@ -1,0 +1,165 @@
+"""Job routes: create (idempotent), list, read, cancel, events, artifacts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..auth import current_tenant
+from ..db import repo
+from ..db.models import Job, Tenant
+from ..deps import Services, db_session, services
+from ..errors import ApiError, not_found
+from ..metrics import JOBS_CREATED
+from ..schemas import ArtifactList, ArtifactOut, EventList, EventOut, JobCreate, JobList, JobOut
+from ..validation import validate_job
+
+log = logging.getLogger("xtc.api")
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def job_out(job: Job) -> JobOut:
+    error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+    return JobOut(
+        id=job.id, status=job.status, stage=job.stage, progress=job.progress, eta_seconds=job.eta_seconds,
+        cancel_requested=job.cancel_requested, request=job.request, metrics=job.metrics, error=error,
+        created_at=repo.as_utc(job.created_at), started_at=repo.as_utc(job.started_at),
+        finished_at=repo.as_utc(job.finished_at),
+    )
+
+
+def _replay(job: Job, fingerprint: str, key: str) -> JobOut:
+    if job.request_hash != fingerprint:
+        raise ApiError(409, "idempotency_conflict",
+                       f"Idempotency-Key {key!r} was already used with a different request body")
+    return job_out(job)
+
+
+@router.post("", status_code=201, response_model=JobOut)
+def create_job(
+    body: JobCreate,
+    response: Response,
+    idempotency_key: str | None = Header(default=None, max_length=255),
+    tenant: Tenant = Depends(current_tenant),
+    session: Session = Depends(db_session),
+    svc: Services = Depends(services),
+) -> JobOut:
+    fingerprint = body.fingerprint()
+    if idempotency_key:
+        existing = repo.job_by_idempotency_key(session, tenant.id, idempotency_key)
+        if existing is not None:
+            response.status_code = 200
+            return _replay(existing, fingerprint, idempotency_key)
+    stored = validate_job(session, tenant.id, body)
+    try:
+        job = repo.create_job(session, tenant.id, stored, fingerprint, idempotency_key)
+        session.commit()
+    except IntegrityError:
+        # Two requests with the same key raced; the loser answers with the winner's job.
+        session.rollback()
+        existing = repo.job_by_idempotency_key(session, tenant.id, idempotency_key or "")
+        if existing is None:
+            raise
+        response.status_code = 200
+        return _replay(existing, fingerprint, idempotency_key or "")
+    # Enqueue only after the commit, so a worker never receives an id it cannot read.
+    try:
+        svc.queue.enqueue(job.id)
+    except Exception as exc:
+        log.exception("enqueue failed for %s", job.id)
+        repo.mark_enqueue_failed(session, job.id, f"the job queue is unavailable: {type(exc).__name__}")
+        session.commit()
+        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later") from None
+    JOBS_CREATED.inc()
+    return job_out(job)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    status: Status | None = None,
+    cursor: str | None = Query(default=None, max_length=64),
+    limit: int = Query(default=20, ge=1, le=100),
+    tenant: Tenant = Depends(current_tenant),
+    session: Session = Depends(db_session),
+) -> JobList:
+    jobs = repo.list_jobs(session, tenant.id, status=status, cursor=cursor, limit=limit)
+    next_cursor = jobs[-1].id if len(jobs) == limit else None
+    return JobList(data=[job_out(j) for j in jobs], next_cursor=next_cursor)
+
+
+def _job(session: Session, tenant: Tenant, job_id: str) -> Job:
+    job = repo.get_job(session, tenant.id, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, tenant: Tenant = Depends(current_tenant),
+            session: Session = Depends(db_session)) -> JobOut:
+    return job_out(_job(session, tenant, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job_id: str, tenant: Tenant = Depends(current_tenant),
+               session: Session = Depends(db_session)) -> JobOut:
+    job = _job(session, tenant, job_id)
+    if job.status in ("succeeded", "failed"):
+        raise ApiError(409, "job_finished", f"job {job_id!r} already {job.status}; nothing to cancel")
+    job = repo.request_cancel(session, job)
+    session.commit()
+    return job_out(job)
+
+
+@router.get("/{job_id}/events", response_model=EventList)
+def job_events(
+    job_id: str,
+    after: int | None = Query(default=None, ge=0),
+    limit: int = Query(default=100, ge=1, le=1000),
+    tenant: Tenant = Depends(current_tenant),
+    session: Session = Depends(db_session),
+) -> EventList:
+    _job(session, tenant, job_id)
+    events = repo.list_events(session, job_id, after=after, limit=limit)
+    data = [
+        EventOut(id=e.id, created_at=repo.as_utc(e.created_at), kind=e.kind, status=e.status, stage=e.stage,
+                 step=e.step, total=e.total, loss=e.loss, metrics=e.metrics, message=e.message)
+        for e in events
+    ]
+    return EventList(data=data, next_after=events[-1].id if events else after)
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList)
+def list_artifacts(job_id: str, tenant: Tenant = Depends(current_tenant),
+                   session: Session = Depends(db_session)) -> ArtifactList:
+    _job(session, tenant, job_id)
+    return ArtifactList(data=[
+        ArtifactOut(name=a.name, size=a.size, sha256=a.sha256, url=f"/jobs/{job_id}/artifacts/{a.name}")
+        for a in repo.list_artifacts(session, job_id)
+    ])
+
+
+@router.get("/{job_id}/artifacts/{name}")
+def download_artifact(
+    job_id: str, name: str, tenant: Tenant = Depends(current_tenant),
+    session: Session = Depends(db_session), svc: Services = Depends(services),
+) -> StreamingResponse:
+    _job(session, tenant, job_id)
+    art = repo.get_artifact(session, job_id, name)
+    if art is None:
+        raise not_found("artifact", name)
+    headers = {
+        "Content-Length": str(art.size),
+        "X-Content-SHA256": art.sha256,
+        "ETag": f'"{art.sha256}"',
+        "Content-Disposition": f'attachment; filename="{art.name}"',
+    }
+    return StreamingResponse(svc.storage.stream(art.storage_key), media_type="application/octet-stream",
+                             headers=headers)

@@ -1,0 +1,49 @@
+"""Service settings, read from the environment (prefix ``XTC_``) or passed explicitly in tests."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="XTC_", extra="ignore")
+
+    # Embedded defaults: SQLite + a local folder + a filesystem broker under ./xtc-data.
+    data_dir: str = "./xtc-data"
+    database_url: str = "sqlite:///./xtc-data/xtc.db"
+    broker_url: str = "filesystem://"
+    # Used by the filesystem broker only; API and worker must agree on it.
+    broker_folder: str = "./xtc-data/broker"
+    queue: str = "xtc"
+    storage_url: str = "file://./xtc-data/artifacts"
+    s3_endpoint_url: str | None = None  # MinIO: http://minio:9000
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+
+    glue_dir: str | None = None  # GLUE files in the official layout; None: the hub (needs internet)
+    work_dir: str = "./xtc-data/work"  # per-job resumable training state
+
+    max_upload_bytes: int = 50 * 1024 * 1024
+    page_size_max: int = 100
+
+    # The longest job we accept. The broker's visibility timeout must exceed the hard limit, or
+    # Redis would hand a still-running job to a second worker.
+    job_soft_time_limit_s: int = 6 * 3600
+    job_hard_time_limit_s: int = 6 * 3600 + 300
+    # A `running` job whose heartbeat is older than this is presumed orphaned (worker killed) and a
+    # redelivered message may reclaim it and resume from its work dir.
+    job_lease_s: int = 900
+    progress_interval_s: float = 1.0  # at most one progress event per interval (plus stage changes)
+    cancel_check_interval_s: float = 1.0  # how often should_stop reads the DB
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        return self.job_hard_time_limit_s + 600
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
