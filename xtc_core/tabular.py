@@ -411,6 +411,9 @@ def read_user_file(
     For classification without ``labels`` the label set is the sorted distinct label strings of this
     file; read the train file that way and pass its labels when reading dev, so a dev label the
     model cannot predict is an error. Regression returns None as the label set.
+
+    TSV is read the GLUE way (a tab separates fields, quotes are plain text); CSV follows RFC 4180
+    (quoted fields may hold commas and newlines); JSON Lines holds one object per line.
     """
     read = _read_user(
         path, text_column=text_column, label_column=label_column, text_pair_column=text_pair_column,
