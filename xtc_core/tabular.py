@@ -8,6 +8,7 @@ no KeyError, UnicodeDecodeError or csv.Error ever escapes.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -227,7 +228,7 @@ def read_glue_file(spec: TaskSpec, path: str | Path) -> list[Example]:
     positions = _glue_positions(path, spec, header, line)
     width = len(header)
     if not spec.has_header:
-        rows = _chain_first(first, rows)
+        rows = itertools.chain([first], rows)  # CoLA: the first line is already data
     label_name = _glue_column_name(spec, spec.label)
     examples = []
     for line, row in rows:
@@ -247,11 +248,6 @@ def read_glue_file(spec: TaskSpec, path: str | Path) -> list[Example]:
     if not examples:
         raise _no_rows(path)
     return examples
-
-
-def _chain_first(first: tuple[int, list[str]], rest: Iterator[tuple[int, list[str]]]):
-    yield first
-    yield from rest
 
 
 # --------------------------------------------------------------------------- user files
