@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import ApiKey, Artifact, Dataset, Job, JobEvent, Tenant, utcnow
@@ -94,11 +94,12 @@ def request_cancel(s: Session, job: Job) -> Job:
 
 
 def mark_enqueue_failed(s: Session, job_id: str, message: str) -> None:
-    s.execute(
+    done = s.execute(
         update(Job).where(Job.id == job_id, Job.status == "queued")
         .values(status="failed", error_code="queue_unavailable", error_message=message, finished_at=utcnow())
-    )
-    s.add(JobEvent(job_id=job_id, kind="status", status="failed", message=message))
+    ).rowcount
+    if done:
+        s.add(JobEvent(job_id=job_id, kind="status", status="failed", message=message))
 
 
 def list_events(s: Session, job_id: str, *, after: int | None, limit: int) -> list[JobEvent]:
@@ -185,40 +186,40 @@ def finish_succeeded(
 ) -> None:
     """Artifacts, metrics and the final state together: a reader never sees half a result."""
     now = utcnow()
-    for existing in s.scalars(select(Artifact).where(Artifact.job_id == job_id)):
-        s.delete(existing)  # a resumed run re-uploads; its rows replace the old ones
-    s.flush()
-    for art in artifacts:
-        s.add(Artifact(job_id=job_id, **art))
-    s.execute(
-        update(Job).where(Job.id == job_id)
+    done = s.execute(
+        update(Job).where(Job.id == job_id, Job.status == "running")
         .values(status="succeeded", metrics=metrics, progress=1.0, eta_seconds=0.0, stage="done",
                 finished_at=now, heartbeat_at=now)
-    )
+    ).rowcount
+    if not done:
+        return  # no longer ours (reclaimed after a lost lease): the other run records its result
+    s.execute(delete(Artifact).where(Artifact.job_id == job_id))  # a resumed run replaces old rows
+    for art in artifacts:
+        s.add(Artifact(job_id=job_id, **art))
     s.add(JobEvent(job_id=job_id, kind="status", status="succeeded", metrics=metrics, message="done"))
 
 
 def finish_failed(s: Session, job_id: str, *, code: str, message: str) -> None:
-    s.execute(
-        update(Job).where(Job.id == job_id)
+    done = s.execute(
+        update(Job).where(Job.id == job_id, Job.status == "running")
         .values(status="failed", error_code=code, error_message=message, eta_seconds=None,
                 finished_at=utcnow())
-    )
-    s.add(JobEvent(job_id=job_id, kind="status", status="failed", message=f"{code}: {message}"))
+    ).rowcount
+    if done:
+        s.add(JobEvent(job_id=job_id, kind="status", status="failed", message=f"{code}: {message}"))
 
 
 def finish_cancelled(s: Session, job_id: str) -> None:
-    s.execute(
-        update(Job).where(Job.id == job_id)
+    done = s.execute(
+        update(Job).where(Job.id == job_id, Job.status == "running")
         .values(status="cancelled", eta_seconds=None, finished_at=utcnow())
-    )
-    s.add(JobEvent(job_id=job_id, kind="status", status="cancelled", message="cancelled while running"))
+    ).rowcount
+    if done:
+        s.add(JobEvent(job_id=job_id, kind="status", status="cancelled", message="cancelled while running"))
 
 
 def as_utc(dt: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; we only ever store UTC."""
-    from datetime import timezone
-
     if dt is None or dt.tzinfo is not None:
         return dt
     return dt.replace(tzinfo=timezone.utc)

@@ -1,0 +1,96 @@
+"""The callbacks handed to xtc_core: throttled progress writes and a throttled cancel check."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from api.db import repo
+from api.db.session import session_scope
+from api.settings import Settings
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy of a metrics dict (NaN/inf are not JSON; tensors should not leak in)."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f if math.isfinite(f) else None
+
+
+class ProgressWriter:
+    """Writes at most one event per interval, plus one at every stage change, and moves the job row."""
+
+    def __init__(self, job_id: str, settings: Settings):
+        self.job_id = job_id
+        self.url = settings.database_url
+        self.interval = settings.progress_interval_s
+        self.started = time.monotonic()
+        self.last_write = -math.inf
+        self.stage: str | None = None
+        self.progress = 0.0
+
+    def __call__(self, event: Any) -> None:
+        now = time.monotonic()
+        stage_changed = event.stage != self.stage
+        if not stage_changed and now - self.last_write < self.interval:
+            return
+        self.stage = event.stage
+        self.last_write = now
+        if event.stage == "done":
+            overall = 1.0
+        elif event.stage == "export":
+            overall = 0.99
+        else:
+            overall = float(getattr(event, "overall", event.fraction))
+        # Never move backwards: a stage that restarts from a resume point would look like a regression.
+        self.progress = max(self.progress, min(overall, 1.0))
+        elapsed = now - self.started
+        eta = elapsed / self.progress * (1 - self.progress) if self.progress >= 0.02 else None
+        loss = float(event.loss) if event.loss is not None and math.isfinite(float(event.loss)) else None
+        with session_scope(self.url) as s:
+            repo.record_progress(
+                s, self.job_id, stage=event.stage, progress=round(self.progress, 4),
+                eta=round(eta, 1) if eta is not None else None,
+                event={"step": event.step, "total": event.total, "loss": loss,
+                       "metrics": _clean(dict(event.metrics)) or None, "message": event.message or None},
+            )
+
+
+class StopCheck:
+    """should_stop for xtc_core: reads the cancel flag at most once per interval; enforces the deadline.
+
+    The deadline is ours rather than Celery's because Celery's time limits are not enforced by the
+    solo pool that the embedded worker uses.
+    """
+
+    def __init__(self, job_id: str, settings: Settings):
+        self.job_id = job_id
+        self.url = settings.database_url
+        self.interval = settings.cancel_check_interval_s
+        self.deadline = time.monotonic() + settings.job_soft_time_limit_s
+        self.last_check = -math.inf
+        self.reason: str | None = None  # "cancelled" | "time_limit"
+
+    def __call__(self) -> bool:
+        if self.reason:
+            return True
+        now = time.monotonic()
+        if now >= self.deadline:
+            self.reason = "time_limit"
+            return True
+        if now - self.last_check < self.interval:
+            return False
+        self.last_check = now
+        with session_scope(self.url) as s:
+            if repo.heartbeat_and_check_cancel(s, self.job_id):
+                self.reason = "cancelled"
+        return self.reason is not None
