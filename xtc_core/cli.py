@@ -1,0 +1,218 @@
+"""The ``xtc`` command line: compress, eval, inspect (+ service commands registered by plugins).
+
+Heavy imports (torch, transformers) happen inside the commands, so ``xtc --help`` and the service
+commands stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConfigError, XTCError
+
+app = typer.Typer(help="XTC: extreme compression of BERT-family models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console(stderr=True)
+
+GLUE_DIR_HELP = "folder with GLUE tasks in the official TSV layout (default: $XTC_GLUE_DIR, else the hub)"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def parse_layers(value: str | None) -> int | list[int] | None:
+    if value is None or value == "":
+        return None
+    try:
+        if "," in value:
+            return [int(v) for v in value.split(",") if v.strip()]
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--layers takes a count (3) or teacher layers (1,3,5), got {value!r}") from None
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set lr=3e-5 --set max_train_examples=2000`` -> typed values (JSON numbers/null/bools)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+def _data_source(task, glue_dir, train, dev, text_column, text_pair_column, label_column, regression):
+    from .config import DataSource
+
+    return DataSource(task=task, glue_dir=str(glue_dir) if glue_dir else None,
+                      train_file=str(train) if train else None, dev_file=str(dev) if dev else None,
+                      text_column=text_column, text_pair_column=text_pair_column, label_column=label_column,
+                      regression=regression)
+
+
+class _RichProgress:
+    """One bar per stage, fed by the library's progress callback."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, event) -> None:
+        if event.total <= 0:
+            self.progress.console.print(f"[cyan]{event.stage}[/]: {event.message}")
+            return
+        if event.stage not in self.bars:
+            self.bars[event.stage] = self.progress.add_task(event.stage, total=event.total)
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in event.metrics.items() if isinstance(v, float))
+        loss = f"loss={event.loss:.4f}" if event.loss is not None else ""
+        self.progress.update(self.bars[event.stage], completed=event.step,
+                             description=f"{event.stage} {loss} {metrics}".strip())
+
+
+@app.command()
+def compress(
+    model: str = typer.Option("bundled:minilm-l6", help="bundled:NAME, a hub id, or a local model folder"),
+    task: str = typer.Option(None, help="GLUE task (sst2, mrpc, ...); omit for --train/--dev files"),
+    out: Path = typer.Option(..., "--out", help="output folder for the compressed checkpoint"),
+    glue_dir: Path = typer.Option(None, envvar="XTC_GLUE_DIR", help=GLUE_DIR_HELP),
+    train: Path = typer.Option(None, help="user training file (.tsv/.csv/.jsonl)"),
+    dev: Path = typer.Option(None, help="user dev file (.tsv/.csv/.jsonl)"),
+    text_column: str = typer.Option(None, help="column holding the text"),
+    text_pair_column: str = typer.Option(None, help="column holding the second text, if any"),
+    label_column: str = typer.Option(None, help="column holding the label"),
+    regression: bool = typer.Option(False, help="user data has a float target"),
+    weight_bits: int = typer.Option(1, help="1 (binary) or 2 (ternary)"),
+    activation_bits: str = typer.Option("8", help="8, or 'none' for full-precision activations"),
+    layers: str = typer.Option(None, help="student depth (3) or teacher layers (1,3,5); default half"),
+    weight_groups: int = typer.Option(1, help="scales per weight matrix (per-group quantization)"),
+    budget: str = typer.Option("quick", help="smoke | quick | standard | paper"),
+    set_: list[str] = typer.Option([], "--set", help="training override KEY=VALUE (repeatable)"),
+    device: str = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda when present)"),
+    work_dir: Path = typer.Option(None, help="resumable training checkpoints (default OUT/.work)"),
+    resume: bool = typer.Option(True, help="resume from the work folder's checkpoints"),
+    json_out: bool = typer.Option(False, "--json", help="print the final metrics as JSON"),
+) -> None:
+    """Compress a model for a task and write the packed checkpoint."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .config import CompressConfig
+    from .config import budget as make_budget
+    from .pipeline import compress as run
+
+    try:
+        cfg = CompressConfig(
+            model=model, output_dir=str(out),
+            data=_data_source(task, glue_dir, train, dev, text_column, text_pair_column, label_column,
+                              regression),
+            weight_bits=weight_bits, layers=parse_layers(layers), weight_groups=weight_groups,
+            activation_bits=None if activation_bits.lower() in ("none", "null", "0") else int(activation_bits),
+            training=make_budget(budget, **parse_overrides(set_)), budget_name=budget, device=device,
+            work_dir=str(work_dir) if work_dir else None, resume=resume,
+        )
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            result = run(cfg, on_progress=_RichProgress(progress))
+    except ValueError as exc:
+        _fail(str(exc))
+    except XTCError as exc:
+        _fail(exc.message)
+    m = result.metrics
+    if json_out:
+        print(json.dumps(m, indent=2))
+        return
+    table = Table(title=f"XTC {m['task']} -> {out}")
+    for col in ("", m["main_metric"], "bytes"):
+        table.add_column(col)
+    table.add_row("teacher (fp32)", f"{m['teacher'][m['main_metric']]:.4f}", f"{m['fp32_bytes']:,}")
+    table.add_row("student", f"{m['student'][m['main_metric']]:.4f}", f"{m['packed_bytes']:,}")
+    Console().print(table)
+    Console().print(f"ratio {m['ratio']:.1f}x, {m['seconds']:.0f} s on {m['device']}")
+
+
+@app.command("eval")
+def eval_(
+    path: Path = typer.Argument(..., help="compressed checkpoint folder"),
+    task: str = typer.Option(None, help="GLUE task; omit for --dev with a column mapping"),
+    glue_dir: Path = typer.Option(None, envvar="XTC_GLUE_DIR", help=GLUE_DIR_HELP),
+    dev: Path = typer.Option(None, help="user dev file"),
+    text_column: str = typer.Option(None),
+    text_pair_column: str = typer.Option(None),
+    label_column: str = typer.Option(None),
+    device: str = typer.Option(None),
+    json_out: bool = typer.Option(False, "--json", help="print the metrics as JSON"),
+) -> None:
+    """Evaluate a compressed checkpoint on the task's full dev set(s)."""
+    from .evaluate import evaluate_checkpoint
+
+    try:
+        data = _data_source(task, glue_dir, None, dev, text_column, text_pair_column, label_column, False)
+        metrics = evaluate_checkpoint(path, data, device=device)
+    except XTCError as exc:
+        _fail(exc.message)
+    if json_out:
+        print(json.dumps(metrics, indent=2))
+        return
+    table = Table(title=str(path))
+    table.add_column("metric")
+    table.add_column("value")
+    for k, v in metrics.items():
+        table.add_row(k, f"{v:.4f}")
+    Console().print(table)
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="compressed checkpoint folder"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Sizes on disk (packed vs the fp32 original) and bits per tensor."""
+    from .inspect import inspect_checkpoint
+
+    try:
+        report = inspect_checkpoint(path)
+    except XTCError as exc:
+        _fail(exc.message)
+    if json_out:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"{path}: {report['packed_bytes']:,} bytes, {report['ratio']:.1f}x smaller than fp32")
+    for col in ("tensor", "bits", "shape", "bytes"):
+        table.add_column(col)
+    for t in report["tensors"]:
+        table.add_row(t["name"], str(t["bits"]), "x".join(map(str, t["shape"])), f"{t['bytes']:,}")
+    Console().print(table)
+
+
+def _load_plugins() -> None:
+    """Service commands (serve, migrate, keys) come from the ``xtc.cli`` entry-point group; a core-only
+    install simply lacks them."""
+    for ep in entry_points(group="xtc.cli"):
+        try:
+            ep.load()(app)
+        except ImportError as exc:
+            logging.getLogger(__name__).debug("CLI plugin %s unavailable: %s", ep.name, exc)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _load_plugins()
+    app(prog_name="xtc")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The XTC pipeline: (0) fine-tune the teacher if it has no task head, (1) layer reduction with
+full-precision KD, (2) quantization-aware KD from (1)'s best student, then export the packed checkpoint.
+
+Every finished stage leaves its best weights in the work folder, and every running stage leaves
+periodic checkpoints, so a rerun with the same config resumes where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .batches import encode, model_inputs
+from .checkpoint import save_compressed, write_metrics
+from .config import CompressConfig
+from .data import load_task_data
+from .device import pick_device
+from .distill import kd_loss, label_loss
+from .evaluate import encode_dev, score_splits
+from .models import load_teacher
+from .progress import ProgressCallback, ProgressEvent, ShouldStop
+from .student import apply_quantization, build_student, count_params, resolve_layers, round_unquantized_floats
+from .trainer import Stage, StageResult, Trainer
+
+log = logging.getLogger(__name__)
+_STORAGE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass
+class CompressResult:
+    output_dir: Path
+    metrics: dict[str, Any]
+
+    @property
+    def student(self) -> dict[str, float]:
+        return self.metrics["student"]
+
+
+def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
+             should_stop: ShouldStop | None = None) -> CompressResult:
+    """Run XTC end to end and write the packed checkpoint to ``cfg.output_dir``."""
+    cfg.validate()
+    started = time.perf_counter()
+    t = cfg.training
+    device = pick_device(cfg.device)
+    work = Path(cfg.work_dir) if cfg.work_dir else Path(cfg.output_dir) / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        for stale in work.glob("*.pt"):
+            stale.unlink()
+
+    def emit(stage: str, message: str, index: int = 0, total: int = 1) -> None:
+        if on_progress:
+            on_progress(ProgressEvent(stage, 0, 0, message=message, stage_index=index, num_stages=total))
+
+    emit("load", "loading data and model")
+    task = load_task_data(cfg.data)
+    teacher = load_teacher(cfg.model, num_labels=task.num_labels, regression=task.is_regression)
+    tokenizer = teacher.tokenizer
+    teacher_model = teacher.model.to(device)
+    train_rows = _subsample(task.train, t.max_train_examples, t.seed)
+    train = encode(tokenizer, train_rows, t.max_seq_length)
+    first_split = next(iter(task.dev))
+    select_dev = encode_dev(tokenizer, {first_split: task.dev[first_split]}, t.max_seq_length,
+                            t.max_eval_examples)
+    full_dev = encode_dev(tokenizer, task.dev, t.max_seq_length)
+
+    total_layers = teacher_model.config.num_hidden_layers
+    layers = resolve_layers(cfg.layers, total_layers)
+    plan = []
+    if not teacher.has_task_head:
+        plan.append(Stage("finetune_teacher", t.finetune_steps, t.finetune_lr))
+    if len(layers) < total_layers:
+        plan.append(Stage("layer_reduction", t.reduction_steps, t.lr))
+    if cfg.quantize:
+        plan.append(Stage("quantization", t.quant_steps, t.lr))
+    for i, stage in enumerate(plan):
+        stage.index, stage.num_stages = i, len(plan)
+
+    trainer = Trainer(tokenizer, train, t, device, task.is_regression, task.main_metric, work,
+                      on_progress, should_stop)
+
+    def selection_score(model) -> dict[str, float]:
+        return score_splits(model, tokenizer, select_dev, task.metrics, task.is_regression,
+                            t.eval_batch_size, device)
+
+    def run_stage(model, stage: Stage, loss_fn) -> StageResult | None:
+        """Train a stage, or load its finished result from the work folder."""
+        done = work / f"{stage.name}.done.pt"
+        if cfg.resume and done.exists():
+            model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
+            model.to(device).eval()
+            emit(stage.name, "finished earlier; loaded from the work folder", stage.index, stage.num_stages)
+            return None
+        result = trainer.run(model, stage, loss_fn, selection_score)
+        torch.save(model.state_dict(), done)
+        (work / f"{stage.name}.ckpt.pt").unlink(missing_ok=True)
+        return result
+
+    def supervised(model, batch, labels):
+        out = model(**model_inputs(model, batch))
+        loss = label_loss(out.logits, labels, task.is_regression)
+        return loss, {"ce": float(loss.detach())}
+
+    stage_reports: list[dict] = []
+
+    # Stage 0: a model without a task head is first fine-tuned on the task (it becomes the teacher).
+    stages = {s.name: s for s in plan}
+    if "finetune_teacher" in stages:
+        result = run_stage(teacher_model, stages["finetune_teacher"], supervised)
+        stage_reports.append(_report(stages["finetune_teacher"], result))
+    teacher_model.eval()
+    for p in teacher_model.parameters():
+        p.requires_grad_(False)
+
+    def distilled(model, batch, labels):
+        inputs = model_inputs(model, batch)
+        with torch.no_grad():
+            t_out = teacher_model(**inputs, output_hidden_states=True, output_attentions=True)
+        s_out = model(**inputs, output_hidden_states=True, output_attentions=True)
+        return kd_loss(s_out, t_out, layers, regression=task.is_regression, w_logits=t.kd_logits,
+                       w_hidden=t.kd_hidden, w_attention=t.kd_attention, temperature=t.temperature)
+
+    student_loss = distilled if cfg.distill else supervised
+    student = build_student(teacher_model, layers)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    if "layer_reduction" in stages:
+        result = run_stage(student, stages["layer_reduction"], student_loss)
+        stage_reports.append(_report(stages["layer_reduction"], result))
+
+    quantized: dict[str, dict] = {}
+    if cfg.quantize:
+        quantized = apply_quantization(student, weight_bits=cfg.weight_bits,
+                                       activation_bits=cfg.activation_bits, weight_groups=cfg.weight_groups)
+        result = run_stage(student, stages["quantization"], student_loss)
+        stage_reports.append(_report(stages["quantization"], result))
+
+    emit("export", "final evaluation and export", len(plan) - 1 if plan else 0, max(1, len(plan)))
+    student.eval()
+    # The checkpoint stores unquantized floats in float_storage; make the in-memory student exactly that
+    # before measuring it, so the recorded metric is the checkpoint's metric.
+    round_unquantized_floats(student, _STORAGE_DTYPES[cfg.float_storage], set(quantized))
+    with torch.inference_mode():
+        teacher_scores = score_splits(teacher_model, tokenizer, full_dev, task.metrics, task.is_regression,
+                                      t.eval_batch_size, device)
+        student_scores = score_splits(student, tokenizer, full_dev, task.metrics, task.is_regression,
+                                      t.eval_batch_size, device)
+
+    teacher_params = count_params(teacher_model)
+    meta = {
+        "weight_bits": cfg.weight_bits if cfg.quantize else None,
+        "activation_bits": cfg.activation_bits if cfg.quantize else None,
+        "activation_quant": "symmetric, dynamic range per token" if cfg.quantize else None,
+        "weight_groups": cfg.weight_groups,
+        "float_storage": cfg.float_storage,
+        "quantized": quantized,
+        "teacher_layers": layers,
+        "teacher": {"model": cfg.model, "num_layers": total_layers, "num_params": teacher_params,
+                    "fp32_bytes": teacher_params * 4},
+        "task": {"name": task.name, "labels": list(task.labels) if task.labels else None,
+                 "metrics": list(task.metrics)},
+        "eval": {"max_seq_length": t.max_seq_length, "batch_size": t.eval_batch_size},
+        "recipe": {"budget": cfg.budget_name, "distill": cfg.distill, "training": dataclasses.asdict(t)},
+    }
+    out = save_compressed(student, tokenizer, cfg.output_dir, meta=meta)
+    packed = (out / "model.safetensors").stat().st_size
+    main = task.main_metric
+    metrics = {
+        "task": task.name,
+        "main_metric": main,
+        "teacher": teacher_scores,
+        "student": student_scores,
+        "delta": student_scores[main] - teacher_scores[main],
+        "fp32_bytes": teacher_params * 4,
+        "packed_bytes": packed,
+        "ratio": teacher_params * 4 / packed,
+        "stages": stage_reports,
+        "train_examples": len(train),
+        "dev_examples": {split: len(enc) for split, enc in full_dev.items()},
+        "device": str(device),
+        "seconds": time.perf_counter() - started,
+        "library_version": __version__,
+    }
+    write_metrics(out, metrics)
+    if on_progress:
+        on_progress(ProgressEvent("done", 1, 1, None, {"student": student_scores}, "finished",
+                                  max(0, len(plan) - 1), max(1, len(plan))))
+    return CompressResult(out, metrics)
+
+
+def _subsample(rows: list, limit: int | None, seed: int) -> list:
+    """A seeded random subset (not the file's first rows, which may be ordered)."""
+    if not limit or limit >= len(rows):
+        return rows
+    return random.Random(seed).sample(rows, limit)
+
+
+def _report(stage: Stage, result: StageResult | None) -> dict:
+    if result is None:
+        return {"stage": stage.name, "resumed": True}
+    return {"stage": stage.name, "steps": result.steps, "seconds": round(result.seconds, 2),
+            "best": result.best_metrics, "step_seconds": round(result.seconds / max(1, result.steps), 4)}
