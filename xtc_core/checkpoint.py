@@ -30,7 +30,8 @@ METRICS = "metrics.json"
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 
 
-def export_tensors(model: nn.Module, quantized: dict[str, dict], float_storage: str) -> dict[str, torch.Tensor]:
+def export_tensors(model: nn.Module, quantized: dict[str, dict],
+                   float_storage: str) -> dict[str, torch.Tensor]:
     """The tensors of model.safetensors for a (fake-quantized) student."""
     tensors: dict[str, torch.Tensor] = {}
     dtype = _DTYPES[float_storage]

@@ -56,6 +56,15 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _activation_bits(value: str) -> int | None:
+    if value.lower() in ("none", "null", "0"):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--activation-bits takes 8 or none, got {value!r}") from None
+
+
 def _data_source(task, glue_dir, train, dev, text_column, text_pair_column, label_column, regression):
     from .config import DataSource
 
@@ -120,7 +129,7 @@ def compress(
             data=_data_source(task, glue_dir, train, dev, text_column, text_pair_column, label_column,
                               regression),
             weight_bits=weight_bits, layers=parse_layers(layers), weight_groups=weight_groups,
-            activation_bits=None if activation_bits.lower() in ("none", "null", "0") else int(activation_bits),
+            activation_bits=_activation_bits(activation_bits),
             training=make_budget(budget, **parse_overrides(set_)), budget_name=budget, device=device,
             work_dir=str(work_dir) if work_dir else None, resume=resume,
         )

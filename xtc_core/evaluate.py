@@ -32,7 +32,8 @@ def score_splits(model, tokenizer, splits: dict[str, Encoded], metric_names, reg
 
 
 def encode_dev(tokenizer, dev: dict[str, list], max_length: int, limit: int | None = None):
-    return {split: encode(tokenizer, rows[:limit] if limit else rows, max_length) for split, rows in dev.items()}
+    return {split: encode(tokenizer, rows[:limit] if limit else rows, max_length)
+            for split, rows in dev.items()}
 
 
 def evaluate_checkpoint(path: str | Path, data: DataSource, device: str | None = None,
