@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from .db import repo
@@ -113,7 +112,6 @@ class EmbeddedService:
         self.api_key: str | None = None
         self.worker = WorkerProcess(self.settings, Path(self.settings.data_dir) / "worker.log")
         self._server = None
-        self._thread: threading.Thread | None = None
 
     def prepare(self) -> str:
         from .migrate import upgrade
@@ -123,43 +121,33 @@ class EmbeddedService:
         self.api_key = ensure_local_key(self.settings)
         return self.api_key
 
-    def _server_for(self):
+    def serve_forever(self) -> None:
         import uvicorn
 
         from .app import create_app
 
-        config = uvicorn.Config(create_app(self.settings), host=self.host, port=self.port,
-                                log_level="info", access_log=False)
-        return uvicorn.Server(config)
-
-    def serve_forever(self) -> None:
-        self.prepare()
+        if self.api_key is None:
+            self.prepare()
         self.worker.start()
         try:
-            self._server = self._server_for()
-            self._server.run()  # blocks; handles Ctrl-C
+            uvicorn.run(create_app(self.settings), host=self.host, port=self.port, access_log=False)
         finally:
             self.worker.stop()
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self) -> None:
+        """Non-blocking variant for tests: the API in a thread, the worker as a subprocess."""
+        from .app import create_app
+        from .server import ServerThread
+
         self.prepare()
         self.worker.start()
-        self._server = self._server_for()
-        self._thread = threading.Thread(target=self._server.run, name="xtc-api", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the embedded API did not start")
-            time.sleep(0.05)
+        self._server = ServerThread(create_app(self.settings), self.host, self.port).start()
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self._server.url if self._server else f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
+            self._server.stop()
         self.worker.stop()
