@@ -134,7 +134,8 @@ class Worker:
 def celery_worker(settings: Settings, tmp_path_factory) -> Iterator[Worker]:
     """A real `celery -A worker.celery_app worker --pool=solo` subprocess on the session's queue."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
+    # One torch thread: the machine is shared and the tiny model gains nothing from more.
+    env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=solo",
