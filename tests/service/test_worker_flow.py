@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -14,39 +11,7 @@ from api.db.models import Job, JobEvent
 from api.db.session import session_scope
 from api.queue import JobQueue
 
-from .support import job_body, wait_for
-
-TERMINAL = ("succeeded", "failed", "cancelled")
-
-
-def download_all(c: httpx.Client, job_id: str, dest: Path) -> dict[str, str]:
-    """Stream every artifact to ``dest``; check size and sha256 against headers and listing."""
-    listing = c.get(f"/jobs/{job_id}/artifacts").json()["data"]
-    dest.mkdir(parents=True, exist_ok=True)
-    for art in listing:
-        digest = hashlib.sha256()
-        with c.stream("GET", art["url"]) as r, open(dest / art["name"], "wb") as out:
-            assert r.status_code == 200
-            assert int(r.headers["content-length"]) == art["size"]
-            assert r.headers["x-content-sha256"] == art["sha256"]
-            for chunk in r.iter_bytes():
-                digest.update(chunk)
-                out.write(chunk)
-        assert digest.hexdigest() == art["sha256"], art["name"]
-        assert (dest / art["name"]).stat().st_size == art["size"]
-    return {a["name"]: a["sha256"] for a in listing}
-
-
-def assert_reproduces(folder: Path, job: dict, glue: Path) -> None:
-    from xtc_core.checkpoint import load_compressed
-    from xtc_core.config import DataSource
-    from xtc_core.evaluate import evaluate_checkpoint
-
-    metrics = job["metrics"]
-    again = evaluate_checkpoint(folder, DataSource(task="sst2", glue_dir=str(glue)))
-    assert again[metrics["main_metric"]] == metrics["student"][metrics["main_metric"]]  # exactly
-    model = load_compressed(folder)
-    assert model.config.num_hidden_layers == 2
+from .support import TERMINAL, assert_reproduces, download_all, job_body, wait_for
 
 
 def test_full_flow_postgres_redis_s3(alice_live, settings, tiny_model_dir, small_glue, tmp_path):
