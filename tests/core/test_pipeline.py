@@ -1,0 +1,109 @@
+import json
+
+import pytest
+
+from xtc_core.config import CompressConfig, DataSource, budget
+from xtc_core.errors import Cancelled, ConfigError, DataError
+from xtc_core.evaluate import evaluate_checkpoint
+from xtc_core.inspect import inspect_checkpoint
+from xtc_core.pipeline import compress
+
+
+def _config(model_dir, out, data, **kw):
+    training = budget("smoke", max_train_examples=32, max_eval_examples=32, **kw.pop("training", {}))
+    return CompressConfig(model=str(model_dir), data=data, output_dir=str(out), training=training,
+                          budget_name="smoke", **kw)
+
+
+def test_compress_sst2_then_eval_reproduces_the_recorded_metric(tmp_path, tiny_model_dir, glue_dir):
+    events = []
+    data = DataSource(task="sst2", glue_dir=str(glue_dir))
+    cfg = _config(tiny_model_dir, tmp_path / "out", data, weight_bits=2, layers=2, weight_groups=4)
+    result = compress(cfg, on_progress=events.append)
+
+    stages = [e.stage for e in events]
+    assert stages[0] == "load" and stages[-1] == "done"
+    assert "layer_reduction" in stages and "quantization" in stages
+    assert "finetune_teacher" not in stages  # the tiny model has a task head
+    steps = [e.step for e in events if e.stage == "quantization" and e.total > 0]
+    assert max(steps) == cfg.training.quant_steps
+    assert all(0.0 <= e.overall <= 1.0 for e in events)
+
+    recorded = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert recorded["student"] == result.student
+    assert recorded["dev_examples"] == {"dev": 872}  # the full dev set, whatever the selection subset
+    assert evaluate_checkpoint(tmp_path / "out", data) == recorded["student"]  # exactly
+    meta = json.loads((tmp_path / "out" / "xtc.json").read_text())
+    assert meta["weight_bits"] == 2 and meta["teacher_layers"] == [1, 3]
+    assert inspect_checkpoint(tmp_path / "out")["packed_bytes"] == recorded["packed_bytes"]
+
+
+def test_headless_model_gets_its_teacher_fine_tuned_first(tmp_path, tiny_headless_model_dir, glue_dir):
+    events = []
+    data = DataSource(task="rte", glue_dir=str(glue_dir))
+    cfg = _config(tiny_headless_model_dir, tmp_path / "out", data, layers=[0, 3])
+    compress(cfg, on_progress=events.append)
+    seen = [e.stage for e in events]
+    assert seen.index("finetune_teacher") < seen.index("layer_reduction") < seen.index("quantization")
+
+
+def test_regression_task_and_full_depth_skips_layer_reduction(tmp_path, glue_dir):
+    from tiny_models import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "m", layers=2, num_labels=1)
+    events = []
+    data = DataSource(task="stsb", glue_dir=str(glue_dir))
+    result = compress(_config(model, tmp_path / "out", data, layers=2), on_progress=events.append)
+    assert "layer_reduction" not in {e.stage for e in events}
+    assert set(result.student) == {"pearson", "spearman"}
+    assert evaluate_checkpoint(tmp_path / "out", data) == result.student
+
+
+def test_user_files_with_a_column_mapping(tmp_path, tiny_model_dir):
+    rows = [("good movie", "pos"), ("bad film", "neg"), ("great acting", "pos"), ("awful plot", "neg")] * 8
+    for name, part in (("train.csv", rows), ("dev.csv", rows[:8])):
+        (tmp_path / name).write_text("review,sentiment\n" + "".join(f"{t},{y}\n" for t, y in part))
+    data = DataSource(train_file=str(tmp_path / "train.csv"), dev_file=str(tmp_path / "dev.csv"),
+                      text_column="review", label_column="sentiment")
+    result = compress(_config(tiny_model_dir, tmp_path / "out", data, layers=1))
+    assert set(result.student) == {"accuracy", "f1"}
+    only_dev = DataSource(dev_file=str(tmp_path / "dev.csv"), text_column="review", label_column="sentiment")
+    assert evaluate_checkpoint(tmp_path / "out", only_dev) == result.student
+
+
+def test_cancel_then_resume_from_the_last_checkpoint(tmp_path, tiny_model_dir, glue_dir):
+    data = DataSource(task="sst2", glue_dir=str(glue_dir))
+    training = {"quant_steps": 8, "checkpoint_every": 2}
+    seen = []
+
+    def stop_after_5_quant_steps():
+        return sum(1 for e in seen if e.stage == "quantization" and e.loss is not None) >= 5
+
+    cfg = _config(tiny_model_dir, tmp_path / "out", data, layers=2, training=training)
+    with pytest.raises(Cancelled):
+        compress(cfg, on_progress=seen.append, should_stop=stop_after_5_quant_steps)
+    work = tmp_path / "out" / ".work"
+    assert (work / "layer_reduction.done.pt").exists() and (work / "quantization.ckpt.pt").exists()
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+    resumed = []
+    compress(cfg, on_progress=resumed.append)
+    messages = {(e.stage, e.message) for e in resumed}
+    assert ("quantization", "resumed at step 4") in messages
+    assert any(e.stage == "layer_reduction" and "finished earlier" in e.message for e in resumed)
+    q_steps = [e.step for e in resumed if e.stage == "quantization" and e.loss is not None]
+    assert q_steps == [5, 6, 7, 8]  # only the steps that were not done yet
+
+
+def test_invalid_requests_fail_before_any_work(tmp_path, tiny_model_dir, glue_dir):
+    good = DataSource(task="sst2", glue_dir=str(glue_dir))
+    with pytest.raises(ConfigError, match="weight_bits"):
+        compress(_config(tiny_model_dir, tmp_path / "o", good, weight_bits=3))
+    with pytest.raises(ConfigError, match="unknown GLUE task"):
+        compress(_config(tiny_model_dir, tmp_path / "o", DataSource(task="squad", glue_dir=str(glue_dir))))
+    with pytest.raises(ConfigError, match="strictly increasing"):
+        compress(_config(tiny_model_dir, tmp_path / "o", good, layers=[3, 1]))
+    with pytest.raises(ConfigError, match="unknown training option"):
+        budget("smoke", learning_rate=1)
+    with pytest.raises(DataError, match="no train.tsv"):
+        compress(_config(tiny_model_dir, tmp_path / "o", DataSource(task="qnli", glue_dir=str(glue_dir))))

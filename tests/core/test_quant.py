@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from xtc_core.quant import (
+    binarize,
+    dequantize_weight,
+    fake_quantize_activation,
+    groups_for,
+    quantize_weight,
+    ternarize,
+)
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_binary_weights_are_plus_minus_alpha_per_group(groups):
+    w = torch.randn(16, 24)
+    q = binarize(w, groups)
+    for wg, qg in zip(w.reshape(groups, -1), q.reshape(groups, -1), strict=True):
+        alpha = wg.abs().mean()
+        assert torch.equal(qg.abs(), torch.full_like(qg, alpha.item()))
+        assert torch.equal(torch.sign(qg), torch.where(wg >= 0, 1.0, -1.0))
+
+
+def test_binary_zero_weight_gets_a_sign():
+    q = binarize(torch.tensor([[0.0, 1.0, -3.0, 0.0]]))
+    assert torch.equal(q, torch.tensor([[1.0, 1.0, -1.0, 1.0]]))  # alpha = 1, sign(0) = +1
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_ternary_weights_are_in_minus_alpha_zero_alpha(groups):
+    w = torch.randn(8, 32)
+    q = ternarize(w, groups)
+    for wg, qg in zip(w.reshape(groups, -1), q.reshape(groups, -1), strict=True):
+        delta = 0.7 * wg.abs().mean()
+        keep = wg.abs() > delta
+        # exactly three values: one alpha per group, the mean magnitude of the kept weights
+        alpha = qg.abs().max()
+        assert set(qg.unique().tolist()) <= {-alpha.item(), 0.0, alpha.item()}
+        assert torch.isclose(alpha, wg.abs()[keep].mean(), rtol=1e-6)
+        assert torch.equal(qg == 0, ~keep)
+        assert torch.equal(qg[keep], torch.sign(wg[keep]) * alpha)
+
+
+def test_ternary_hand_computed():
+    w = torch.tensor([[0.1, -2.0, 3.0, 0.9]])  # mean|w| = 1.5, delta = 1.05 -> keep -2, 3; alpha = 2.5
+    assert torch.equal(ternarize(w), torch.tensor([[0.0, -2.5, 2.5, 0.0]]))
+
+
+@pytest.mark.parametrize("fn", [binarize, ternarize])
+def test_straight_through_gradient(fn):
+    w = torch.randn(6, 10, requires_grad=True)
+    upstream = torch.randn(6, 10)
+    (fn(w, 2) * upstream).sum().backward()
+    assert torch.equal(w.grad, upstream)
+
+
+def test_activation_quant_levels_per_token_and_ste():
+    x = torch.randn(3, 5, 64, requires_grad=True)
+    q = fake_quantize_activation(x, 8)
+    scale = x.detach().abs().amax(-1, keepdim=True) / 127
+    levels = q.detach() / scale
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    assert levels.abs().max() <= 127 + 1e-4
+    assert torch.allclose(q, x, atol=float(scale.max()) / 2 + 1e-6)
+    # one token's result does not depend on the others (batch-independent evaluation)
+    assert torch.equal(fake_quantize_activation(x[1:2, 2:3], 8), q[1:2, 2:3])
+
+
+def test_quantize_dequantize_reproduces_fake_quant_forward_exactly():
+    w = torch.randn(32, 48)
+    for bits in (1, 2):
+        codes, scales = quantize_weight(w, bits, 4)
+        fq = binarize(w, 4) if bits == 1 else ternarize(w, 4)
+        assert torch.equal(dequantize_weight(codes, scales, 4), fq)
+
+
+def test_groups_never_straddle_rows():
+    w = torch.empty(12, 7)
+    assert groups_for(w, 5, per_row=False) == 4  # largest divisor of 12 not above 5
+    assert groups_for(w, 1, per_row=True) == 12
+    with pytest.raises(ValueError):
+        quantize_weight(torch.randn(5, 3), 1, 4)
+    with pytest.raises(ValueError):
+        quantize_weight(torch.randn(4, 4), 3, 1)
