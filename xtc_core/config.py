@@ -49,7 +49,7 @@ BUDGETS: dict[str, TrainingConfig] = {
     "smoke": TrainingConfig(
         finetune_steps=6, reduction_steps=4, quant_steps=6, batch_size=8, eval_batch_size=64,
         max_seq_length=64, eval_every=1000, checkpoint_every=1000, max_train_examples=64,
-        max_eval_examples=None, warmup_ratio=0.0, lr=1e-4, finetune_lr=1e-4,
+        max_eval_examples=128, warmup_ratio=0.0, lr=1e-4, finetune_lr=1e-4,
     ),
     "quick": TrainingConfig(
         finetune_steps=600, reduction_steps=400, quant_steps=800, batch_size=32, max_seq_length=64,
