@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .auth import KeyCache
 from .db.session import session_factory
 from .deps import Services
 from .errors import error_response, install_error_handlers
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings, sessions=session_factory(settings.database_url), storage=storage,
             queue=JobQueue(settings),
         )
+        app.state.key_cache = KeyCache(settings.auth_cache_s)
         log.info("xtc api ready (database %s, storage %s)", settings.database_url.split("@")[-1],
                  settings.storage_url)
         yield

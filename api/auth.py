@@ -2,23 +2,72 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request
-from sqlalchemy.orm import Session
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from .db import repo
-from .db.models import Tenant
-from .deps import db_session
 from .errors import ApiError
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def current_tenant(request: Request, session: Session = Depends(db_session)) -> Tenant:
+@dataclass(frozen=True)
+class Principal:
+    """The caller's tenant. Every repository read is scoped by ``id``."""
+
+    id: str
+    name: str
+
+
+class KeyCache:
+    """Valid keys seen recently (by hash), so polling clients do not cost a key lookup per request.
+
+    Only successes are cached (random bad keys cannot grow it). A revoked key keeps working for at
+    most ``ttl`` seconds in each API process; set XTC_AUTH_CACHE_S=0 to look every key up.
+    """
+
+    def __init__(self, ttl: float, max_entries: int = 10_000):
+        self.ttl, self.max_entries = ttl, max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Principal | None:
+        hit = self._entries.get(key_hash)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # crude but bounded; refills from the database
+            self._entries[key_hash] = (time.monotonic() + self.ttl, principal)
+
+
+def _lookup(request: Request, key: str) -> Principal | None:
+    with request.app.state.services.sessions() as session:
+        tenant = repo.tenant_for_key(session, key)
+        return Principal(tenant.id, tenant.name) if tenant else None
+
+
+async def current_tenant(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'", _CHALLENGE)
-    tenant = repo.tenant_for_key(session, key.strip())
-    if tenant is None:
-        raise ApiError(401, "unauthorized", "invalid or revoked API key", _CHALLENGE)
-    return tenant
+    cache: KeyCache = request.app.state.key_cache
+    key_hash = repo.hash_key(key)
+    principal = cache.get(key_hash)
+    if principal is None:
+        principal = await run_in_threadpool(_lookup, request, key)
+        if principal is None:
+            raise ApiError(401, "unauthorized", "invalid or revoked API key", _CHALLENGE)
+        cache.put(key_hash, principal)
+    return principal

@@ -21,11 +21,12 @@ class Services:
     queue: JobQueue
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async on purpose: a sync dependency costs a thread-pool hop per request for no I/O at all.
     return request.app.state.services
 
 
 def db_session(request: Request) -> Iterator[Session]:
     # Routes commit explicitly; anything left uncommitted (an error path) is rolled back on close.
-    with services(request).sessions() as session:
+    with request.app.state.services.sessions() as session:
         yield session

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     work_dir: str = "./xtc-data/work"  # per-job resumable training state
 
     max_upload_bytes: int = 50 * 1024 * 1024
-    page_size_max: int = 100
+    auth_cache_s: float = 30.0  # how long a valid key is remembered per API process (0: never)
 
     # The longest job we accept. The broker's visibility timeout must exceed the hard limit, or
     # Redis would hand a still-running job to a second worker.

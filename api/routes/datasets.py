@@ -11,9 +11,9 @@ from pathlib import Path
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from sqlalchemy.orm import Session
 
-from ..auth import current_tenant
+from ..auth import Principal, current_tenant
 from ..db import repo
-from ..db.models import Dataset, Tenant, new_id
+from ..db.models import Dataset, new_id
 from ..deps import Services, db_session, services
 from ..errors import ApiError, not_found
 from ..schemas import DatasetOut
@@ -44,7 +44,7 @@ def upload_dataset(
     label_column: str = Form(...),
     text_pair_column: str | None = Form(default=None),
     regression: bool = Form(default=False),
-    tenant: Tenant = Depends(current_tenant),
+    tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
     svc: Services = Depends(services),
 ) -> DatasetOut:
@@ -88,7 +88,7 @@ def upload_dataset(
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str, tenant: Tenant = Depends(current_tenant),
+def get_dataset(dataset_id: str, tenant: Principal = Depends(current_tenant),
                 session: Session = Depends(db_session)) -> DatasetOut:
     ds = repo.get_dataset(session, tenant.id, dataset_id)
     if ds is None:

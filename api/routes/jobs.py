@@ -10,9 +10,9 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..auth import current_tenant
+from ..auth import Principal, current_tenant
 from ..db import repo
-from ..db.models import Job, Tenant
+from ..db.models import Job
 from ..deps import Services, db_session, services
 from ..errors import ApiError, not_found
 from ..metrics import JOBS_CREATED
@@ -47,7 +47,7 @@ def create_job(
     body: JobCreate,
     response: Response,
     idempotency_key: str | None = Header(default=None, max_length=255),
-    tenant: Tenant = Depends(current_tenant),
+    tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
     svc: Services = Depends(services),
 ) -> JobOut:
@@ -86,7 +86,7 @@ def list_jobs(
     status: Status | None = None,
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=20, ge=1, le=100),
-    tenant: Tenant = Depends(current_tenant),
+    tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
 ) -> JobList:
     jobs = repo.list_jobs(session, tenant.id, status=status, cursor=cursor, limit=limit)
@@ -94,7 +94,7 @@ def list_jobs(
     return JobList(data=[job_out(j) for j in jobs], next_cursor=next_cursor)
 
 
-def _job(session: Session, tenant: Tenant, job_id: str) -> Job:
+def _job(session: Session, tenant: Principal, job_id: str) -> Job:
     job = repo.get_job(session, tenant.id, job_id)
     if job is None:
         raise not_found("job", job_id)
@@ -102,13 +102,13 @@ def _job(session: Session, tenant: Tenant, job_id: str) -> Job:
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, tenant: Tenant = Depends(current_tenant),
+def get_job(job_id: str, tenant: Principal = Depends(current_tenant),
             session: Session = Depends(db_session)) -> JobOut:
     return job_out(_job(session, tenant, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
-def cancel_job(job_id: str, tenant: Tenant = Depends(current_tenant),
+def cancel_job(job_id: str, tenant: Principal = Depends(current_tenant),
                session: Session = Depends(db_session)) -> JobOut:
     job = _job(session, tenant, job_id)
     if job.status in ("succeeded", "failed"):
@@ -123,7 +123,7 @@ def job_events(
     job_id: str,
     after: int | None = Query(default=None, ge=0),
     limit: int = Query(default=100, ge=1, le=1000),
-    tenant: Tenant = Depends(current_tenant),
+    tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
 ) -> EventList:
     _job(session, tenant, job_id)
@@ -137,7 +137,7 @@ def job_events(
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList)
-def list_artifacts(job_id: str, tenant: Tenant = Depends(current_tenant),
+def list_artifacts(job_id: str, tenant: Principal = Depends(current_tenant),
                    session: Session = Depends(db_session)) -> ArtifactList:
     _job(session, tenant, job_id)
     return ArtifactList(data=[
@@ -148,7 +148,7 @@ def list_artifacts(job_id: str, tenant: Tenant = Depends(current_tenant),
 
 @router.get("/{job_id}/artifacts/{name}")
 def download_artifact(
-    job_id: str, name: str, tenant: Tenant = Depends(current_tenant),
+    job_id: str, name: str, tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session), svc: Services = Depends(services),
 ) -> StreamingResponse:
     _job(session, tenant, job_id)
