@@ -1,0 +1,596 @@
+"""Fidelity benchmark: XTC against what users would try instead, on the full official GLUE dev sets.
+
+One run = one task, one teacher, one training subset, every variant:
+
+* teacher      the given model; without a task head it is first fine-tuned on the task (the
+               pipeline's stage 0, run once here and saved as a local HF folder that every variant
+               then loads, so all variants share the very same teacher)
+* xtc-*        XTC (layer reduction + 1/2-bit weight QAT + 8-bit activations + one-stage KD)
+* nokd-*       the same student and quantizers trained on the labels only (distill=False)
+* ptq-w1/-w2   post-training binarization / ternarization of the teacher (same quantizers, 8-bit
+               activations, no training)
+* int8-dynamic torch dynamic int8 quantization of the teacher's nn.Linear layers
+
+Every variant's result is cached as JSON under the work folder (reused unless ``--force`` or the
+config changed), so an interrupted run resumes. Tables go to ``bench/results/fidelity_<task>_<tag>``
+(.md and .json) with the command that made them.
+
+    python bench/fidelity.py --task sst2 --budget quick
+    python bench/fidelity.py --task bert-base-uncased-folder --budget paper --device cuda   # GPU host
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_GLUE = Path(os.environ.get("XTC_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str  # "compress" | "ptq" | "int8"
+    description: str
+    weight_bits: int | None = None
+    half: bool = False  # half of the teacher's layers (else every layer)
+    distill: bool = True
+    quantize: bool = True
+    baselines: tuple[str, ...] = ()  # the no-distillation baselines this XTC variant must beat
+    reuse_reduction_from: str | None = None  # share that variant's finished layer-reduction stage
+    goal_drop: float | None = None  # max drop vs the teacher (SST-2 goal)
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in [
+    Variant("xtc-w2", "compress", "XTC W2A8, same depth (ternary QAT + KD)", 2,
+            baselines=("nokd-w2", "ptq-w2"), goal_drop=1.0),
+    Variant("xtc-w1", "compress", "XTC W1A8, same depth (binary QAT + KD)", 1,
+            baselines=("nokd-w1", "ptq-w1"), goal_drop=1.5),
+    Variant("xtc-fp-half", "compress", "XTC step 1 only: half depth, fp32, KD", None, half=True,
+            quantize=False, baselines=("nokd-fp-half",)),
+    Variant("xtc-w1-half", "compress", "XTC W1A8, half depth (layer reduction + binary QAT, KD)", 1,
+            half=True, baselines=("nokd-w1-half",), reuse_reduction_from="xtc-fp-half", goal_drop=3.0),
+    Variant("nokd-w2", "compress", "W2A8 QAT, same depth, labels only (no KD)", 2, distill=False),
+    Variant("nokd-w1", "compress", "W1A8 QAT, same depth, labels only (no KD)", 1, distill=False),
+    Variant("nokd-fp-half", "compress", "half-depth student fine-tuned, fp32, no KD", None, half=True,
+            distill=False, quantize=False),
+    Variant("nokd-w1-half", "compress", "W1A8 half depth, labels only (no KD)", 1, half=True,
+            distill=False, reuse_reduction_from="nokd-fp-half"),
+    Variant("ptq-w2", "ptq", "post-training ternarization of the teacher (W2A8, no training)", 2),
+    Variant("ptq-w1", "ptq", "post-training binarization of the teacher (W1A8, no training)", 1),
+    Variant("int8-dynamic", "int8", "torch dynamic int8 (quantize_dynamic on nn.Linear)"),
+]}
+DEFAULT_ORDER = list(VARIANTS)
+# Default set: everything but the same-depth QAT-without-KD runs (their matching baselines are the
+# PTQ rows, which cost no training); `--variants all` adds them.
+DEFAULT_VARIANTS = [n for n in DEFAULT_ORDER if n not in ("nokd-w2", "nokd-w1")]
+SIZE_GOAL = ("xtc-w1-half", 30.0)  # the half-depth 1-bit checkpoint: >= 30x smaller than fp32
+
+# Benchmark presets on top of the library budgets (xtc_core.config.BUDGETS). `quick` is sized so the
+# full SST-2 run (teacher + every variant) takes about 30 minutes on 2 shared CPU cores: the training
+# set is subsampled (printed in the table); dev sets are always full.
+BENCH_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {},
+    # Dev evaluation costs as much as ~20 training steps on CPU, so quick runs select on a dev
+    # subset and only at the end of each stage (eval_every > steps); the reported scores are full-dev.
+    "quick": dict(finetune_steps=300, reduction_steps=80, quant_steps=160, eval_every=10_000,
+                  checkpoint_every=80, max_train_examples=20000, max_eval_examples=256,
+                  max_seq_length=64),
+    "standard": {},
+    "paper": {},
+}
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+def _parse_value(text: str) -> Any:
+    if text.lower() in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
+def _hardware(device) -> dict[str, Any]:
+    import torch
+
+    info = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
+    tmp.replace(path)
+
+
+def _log(msg: str) -> None:
+    print(f"[fidelity {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class _Progress:
+    """Logs a training stage's step rate every ``every`` steps and each dev evaluation."""
+
+    def __init__(self, label: str, every: int = 20):
+        self.label, self.every, self.t0, self.step0 = label, every, None, 0
+
+    def __call__(self, event) -> None:
+        if event.message == "started" or self.t0 is None:
+            self.t0, self.step0 = time.perf_counter(), event.step
+        done = event.step - self.step0
+        if event.total and event.step and (event.step % self.every == 0 or event.step == event.total):
+            rate = (time.perf_counter() - self.t0) / max(1, done)
+            loss = f"{event.loss:.4f}" if event.loss is not None else "-"
+            _log(f"{self.label} {event.stage} {event.step}/{event.total} loss {loss} "
+                 f"{rate:.2f}s/step {event.metrics or ''}")
+
+
+# ----------------------------------------------------------------------------------------- teacher
+
+def prepare_teacher(model_ref: str, task, training, work: Path, device, force: bool) -> dict[str, Any]:
+    """The shared teacher as a local HF folder (safetensors + tokenizer). A model without a task head
+    is fine-tuned first, with the pipeline's own stage-0 trainer and label loss."""
+    import torch
+
+    from xtc_core.batches import encode, model_inputs
+    from xtc_core.distill import label_loss
+    from xtc_core.evaluate import encode_dev, score_splits
+    from xtc_core.models import load_teacher
+    from xtc_core.pipeline import _subsample
+    from xtc_core.trainer import Stage, Trainer
+
+    folder = work / "teacher"
+    info_path = work / "teacher.json"
+    info = _read_json(info_path)
+    wanted = {"model": model_ref, "finetune_steps": training.finetune_steps, "lr": training.finetune_lr,
+              "batch_size": training.batch_size, "max_seq_length": training.max_seq_length,
+              "max_train_examples": training.max_train_examples, "seed": training.seed}
+    if not force and info and info.get("config") == wanted and (folder / "config.json").exists():
+        _log(f"teacher: cached at {folder}")
+        return info
+    loaded = load_teacher(model_ref, num_labels=task.num_labels, regression=task.is_regression)
+    if loaded.has_task_head:
+        _log(f"teacher: {model_ref} already has a task head; used as is")
+        info = {"config": wanted, "path": model_ref, "finetuned": False, "steps": 0, "seconds": 0.0}
+        _write_json(info_path, info)
+        return info
+    tokenizer, model = loaded.tokenizer, loaded.model.to(device)
+    t = training
+    train = encode(tokenizer, _subsample(task.train, t.max_train_examples, t.seed), t.max_seq_length)
+    first = next(iter(task.dev))
+    select_dev = encode_dev(tokenizer, {first: task.dev[first]}, t.max_seq_length, t.max_eval_examples)
+
+    def supervised(m, batch, labels):
+        out = m(**model_inputs(m, batch))
+        loss = label_loss(out.logits, labels, task.is_regression)
+        return loss, {"ce": float(loss.detach())}
+
+    def selection(m):
+        return score_splits(m, tokenizer, select_dev, task.metrics, task.is_regression, t.eval_batch_size,
+                            device)
+
+    stage_work = work / "teacher-work"
+    stage_work.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(tokenizer, train, t, device, task.is_regression, task.main_metric, stage_work,
+                      _Progress(f"{task.name}/teacher"))
+    _log(f"teacher: stage 0 fine-tuning {t.finetune_steps} steps on {len(train)} examples")
+    result = trainer.run(model, Stage("finetune_teacher", t.finetune_steps, t.finetune_lr), supervised,
+                         selection)
+    if folder.exists():
+        shutil.rmtree(folder)
+    model.to("cpu").save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    info = {"config": wanted, "path": str(folder), "finetuned": True, "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+            "step_seconds": round(result.seconds / max(1, result.steps), 4),
+            "selection_best": result.best_metrics}
+    _write_json(info_path, info)
+    _log(f"teacher: done in {result.seconds:.0f}s, best {result.best_metrics}")
+    return info
+
+
+# ----------------------------------------------------------------------------------------- variants
+
+def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, training, work: Path,
+                         total_layers: int, device) -> dict[str, Any]:
+    from xtc_core.config import CompressConfig, DataSource
+    from xtc_core.pipeline import compress
+
+    vdir = work / "variants" / v.name
+    reused = None
+    if v.reuse_reduction_from and v.half:
+        src = work / "variants" / v.reuse_reduction_from / "work" / "layer_reduction.done.pt"
+        src_json = _read_json(work / "variants" / f"{v.reuse_reduction_from}.json")
+        if src.exists() and src_json:
+            (vdir / "work").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, vdir / "work" / "layer_reduction.done.pt")
+            reused = {"from": v.reuse_reduction_from,
+                      "seconds": next((s.get("seconds", 0.0) for s in src_json.get("stages", [])
+                                       if s.get("stage") == "layer_reduction"), 0.0),
+                      "steps": training.reduction_steps}
+    cfg = CompressConfig(
+        model=teacher_path, data=DataSource(task=task_name, glue_dir=str(args.glue_dir)),
+        output_dir=str(vdir / "checkpoint"), work_dir=str(vdir / "work"),
+        weight_bits=v.weight_bits or 1, activation_bits=8,
+        layers=max(1, total_layers // 2) if v.half else total_layers,
+        weight_groups=args.weight_groups, training=training, budget_name=args.budget, device=device,
+        distill=v.distill, quantize=v.quantize, resume=True,
+    )
+    result = compress(cfg, on_progress=_Progress(f"{task_name}/{v.name}"))
+    m = result.metrics
+    stages = m["stages"]
+    steps = sum(s.get("steps", 0) for s in stages)
+    seconds = sum(s.get("seconds", 0.0) for s in stages)
+    if reused:
+        steps += reused["steps"]
+        seconds += reused["seconds"]
+    return {
+        "score": m["student"][m["main_metric"]], "metrics": m["student"],
+        "teacher_check": m["teacher"][m["main_metric"]],
+        "packed_bytes": m["packed_bytes"], "fp32_bytes": m["fp32_bytes"],
+        "train_seconds": round(seconds, 1), "wall_seconds": round(m["seconds"], 1), "steps": steps,
+        "layers": len(cfg.layers) if isinstance(cfg.layers, list) else cfg.layers,
+        "stages": stages, "reused_reduction": reused, "checkpoint": str(result.output_dir),
+    }
+
+
+def _load_teacher_model(teacher_path: str, task, device):
+    from xtc_core.models import load_teacher
+
+    loaded = load_teacher(teacher_path, num_labels=task.num_labels, regression=task.is_regression)
+    return loaded.model.to(device).eval(), loaded.tokenizer
+
+
+def run_ptq_variant(v: Variant, teacher_path: str, task, training, work: Path, args, device) -> dict:
+    """The same quantizers as XTC applied to the teacher's weights, no training, then exported with the
+    same packer (so the bytes are comparable)."""
+    import torch
+
+    from xtc_core.checkpoint import save_compressed
+    from xtc_core.evaluate import encode_dev, score_splits
+    from xtc_core.student import apply_quantization, count_params, round_unquantized_floats
+
+    started = time.perf_counter()
+    model, tokenizer = _load_teacher_model(teacher_path, task, device)
+    fp32_bytes = count_params(model) * 4
+    quantized = apply_quantization(model, weight_bits=v.weight_bits, activation_bits=8,
+                                   weight_groups=args.weight_groups)
+    round_unquantized_floats(model, torch.float16, set(quantized))
+    dev = encode_dev(tokenizer, task.dev, training.max_seq_length)
+    with torch.inference_mode():
+        scores = score_splits(model, tokenizer, dev, task.metrics, task.is_regression,
+                              training.eval_batch_size, device)
+    out = work / "variants" / v.name / "checkpoint"
+    meta = {"weight_bits": v.weight_bits, "activation_bits": 8, "weight_groups": args.weight_groups,
+            "float_storage": "fp16", "quantized": quantized,
+            "teacher_layers": list(range(model.config.num_hidden_layers)),
+            "teacher": {"model": teacher_path, "fp32_bytes": fp32_bytes},
+            "task": {"name": task.name, "labels": list(task.labels) if task.labels else None,
+                     "metrics": list(task.metrics)},
+            "eval": {"max_seq_length": training.max_seq_length, "batch_size": training.eval_batch_size},
+            "recipe": {"ptq": True}}
+    save_compressed(model, tokenizer, out, meta=meta)
+    return {"score": scores[task.main_metric], "metrics": scores,
+            "packed_bytes": (out / "model.safetensors").stat().st_size, "fp32_bytes": fp32_bytes,
+            "train_seconds": 0.0, "wall_seconds": round(time.perf_counter() - started, 1), "steps": 0,
+            "layers": model.config.num_hidden_layers, "checkpoint": str(out)}
+
+
+def run_int8_variant(v: Variant, teacher_path: str, task, training, work: Path) -> dict:
+    """torch dynamic int8 quantization of every nn.Linear (CPU kernels: evaluated on CPU)."""
+    import torch
+    from torch import nn
+
+    from xtc_core.evaluate import encode_dev, score_splits
+    from xtc_core.student import count_params
+
+    started = time.perf_counter()
+    model, tokenizer = _load_teacher_model(teacher_path, task, "cpu")
+    fp32_bytes = count_params(model) * 4
+    qmodel = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+    dev = encode_dev(tokenizer, task.dev, training.max_seq_length)
+    with torch.inference_mode():
+        scores = score_splits(qmodel, tokenizer, dev, task.metrics, task.is_regression,
+                              training.eval_batch_size, torch.device("cpu"))
+    out = work / "variants" / v.name / "state_dict.pt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(qmodel.state_dict(), out)
+    return {"score": scores[task.main_metric], "metrics": scores, "packed_bytes": out.stat().st_size,
+            "fp32_bytes": fp32_bytes, "train_seconds": 0.0,
+            "wall_seconds": round(time.perf_counter() - started, 1), "steps": 0,
+            "layers": model.config.num_hidden_layers, "checkpoint": str(out)}
+
+
+# ----------------------------------------------------------------------------------------- report
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def _bits(v: Variant) -> str:
+    if v.kind == "int8":
+        return "W8A8 (dyn)"
+    if v.kind == "compress" and not v.quantize:
+        return "fp32"
+    return f"W{v.weight_bits}A8"
+
+
+def build_report(task_result: dict) -> str:
+    r = task_result
+    scale = 100.0
+    lines = [
+        f"# Fidelity: {r['task']} ({r['metric']}), budget `{r['budget']}`",
+        "",
+        f"Command: `{r['command']}`",
+        "",
+        f"- model: `{r['model']}`; teacher: {r['teacher']['description']}",
+        f"- teacher {r['metric']}: **{r['teacher']['score'] * scale:.2f}** on the full dev set "
+        f"({', '.join(f'{k}: {n}' for k, n in r['dev_examples'].items())} examples)",
+        f"- training set: {r['train_examples']} of {r['train_total']} examples"
+        + (" (seeded random subsample)" if r['train_examples'] < r['train_total'] else " (all)"),
+        "- schedule: " + ", ".join(f"{k}={r['training'][k]}" for k in (
+            "finetune_steps", "reduction_steps", "quant_steps", "batch_size", "max_seq_length", "lr",
+            "finetune_lr", "eval_every", "weight_decay", "warmup_ratio"))
+        + f", weight_groups={r['weight_groups']}",
+        f"- hardware: {r['hardware']}",
+        f"- total wall time: {r['total_seconds'] / 60:.1f} min "
+        f"(teacher stage 0: {r['teacher']['seconds']:.0f} s)",
+        "",
+        f"| variant | description | layers | bits | KD | {r['metric']} | Δ vs teacher | on disk "
+        "| ratio vs fp32 | train s | steps |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| teacher | fp32 teacher (shared by all variants) | {r['teacher']['layers']} | fp32 | - | "
+        f"{r['teacher']['score'] * scale:.2f} | - | {_fmt_bytes(r['teacher']['fp32_bytes'])} | 1.0x | "
+        f"{r['teacher']['seconds']:.0f} | {r['teacher']['steps']} |",
+    ]
+    for name, res in r["variants"].items():
+        v = VARIANTS[name]
+        kd = "yes" if v.kind == "compress" and v.distill else "no"
+        reused = res.get("reused_reduction")
+        shared = f" (incl. shared stage 1 of {reused['from']})" if reused else ""
+        lines.append(
+            f"| {name} | {v.description} | {res['layers']} | {_bits(v)} | {kd} | "
+            f"{res['score'] * scale:.2f} | "
+            f"{res['delta'] * scale:+.2f} | {_fmt_bytes(res['packed_bytes'])} | {res['ratio']:.1f}x | "
+            f"{res['train_seconds']:.0f}{shared} | {res['steps']} |")
+    lines += ["", "Matching no-distillation baselines (same student, same bits, same steps, labels only; "
+              "PTQ = same quantizers, no training):", "",
+              "| XTC variant | score | baseline | baseline score | margin | XTC wins |",
+              "|---|---|---|---|---|---|"]
+    for row in r["matches"]:
+        lines.append(f"| {row['xtc']} | {row['xtc_score'] * scale:.2f} | {row['baseline']} | "
+                     f"{row['baseline_score'] * scale:.2f} | {row['margin'] * scale:+.2f} | "
+                     f"{'yes' if row['wins'] else '**no**'} |")
+    if r["goals"]:
+        lines += ["", "Goals (set for SST-2, quick budget; shown for every task):", "",
+                  "| goal | value | met |", "|---|---|---|"]
+        for g in r["goals"]:
+            lines.append(f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else '**no**'} |")
+    lines += ["", "Other dev metrics per variant: see the JSON file beside this one.", ""]
+    return "\n".join(lines)
+
+
+def _goals(variants: dict[str, dict]) -> list[dict]:
+    out = []
+    for name, res in variants.items():
+        v = VARIANTS[name]
+        if v.goal_drop is not None:
+            drop = -res["delta"] * 100
+            out.append({"goal": f"{name}: drop <= {v.goal_drop} points", "value": f"{drop:.2f}",
+                        "met": drop <= v.goal_drop})
+    name, ratio = SIZE_GOAL
+    if name in variants:
+        out.append({"goal": f"{name}: >= {ratio:.0f}x smaller than fp32 on disk",
+                    "value": f"{variants[name]['ratio']:.1f}x", "met": variants[name]["ratio"] >= ratio})
+    return out
+
+
+def _matches(variants: dict[str, dict]) -> list[dict]:
+    out = []
+    for name, res in variants.items():
+        for base in VARIANTS[name].baselines:
+            if base in variants:
+                margin = res["score"] - variants[base]["score"]
+                out.append({"xtc": name, "baseline": base, "xtc_score": res["score"],
+                            "baseline_score": variants[base]["score"], "margin": margin, "wins": margin > 0})
+    return out
+
+
+# ----------------------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", action="append", help="GLUE task (repeatable); default sst2")
+    p.add_argument("--glue-dir", type=Path, default=DEFAULT_GLUE)
+    p.add_argument("--model", default="bundled:minilm-l6", help="any supported model reference")
+    p.add_argument("--budget", default="quick", help="library budget + benchmark preset")
+    p.add_argument("--variants", default="default",
+                   help=f"comma-separated subset of {', '.join(VARIANTS)}; 'all'; 'default' (all but the "
+                        "same-depth no-KD QAT runs)")
+    p.add_argument("--tag", default=None, help="result name suffix (default: the budget)")
+    p.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "fidelity")
+    p.add_argument("--force", action="store_true", help="recompute cached teacher and variants")
+    p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--weight-groups", type=int, default=1)
+    for name in ("finetune-steps", "reduction-steps", "quant-steps", "eval-every", "batch-size",
+                 "max-seq-length", "max-train-examples"):
+        p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other TrainingConfig override (repeatable)")
+    args = p.parse_args(argv)
+    args.tasks = args.task or ["sst2"]
+    args.tag = args.tag or args.budget
+    named = {"all": DEFAULT_ORDER, "default": DEFAULT_VARIANTS}
+    args.variant_list = [n for s in args.variants.split(",") if s.strip()
+                         for n in named.get(s.strip(), [s.strip()])]
+    unknown = [n for n in args.variant_list if n not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    # run order: a variant that reuses another's stage 1 runs after it
+    args.variant_list = [n for n in DEFAULT_ORDER if n in args.variant_list]
+    return args
+
+
+def training_config(args):
+    from xtc_core.config import budget
+
+    overrides = dict(BENCH_PRESETS.get(args.budget, {}))
+    for key in ("finetune_steps", "reduction_steps", "quant_steps", "eval_every", "batch_size",
+                "max_seq_length", "max_train_examples", "lr"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return budget(args.budget, **overrides), overrides
+
+
+def run_task(task_name: str, args, training, overrides: dict, command: str) -> dict:
+    import torch
+
+    from xtc_core.config import DataSource
+    from xtc_core.data import load_task_data
+    from xtc_core.device import pick_device
+    from xtc_core.tasks import get_task
+
+    started = time.perf_counter()
+    device = pick_device(args.device)
+    spec = get_task(task_name)
+    task = load_task_data(DataSource(task=spec.name, glue_dir=str(args.glue_dir)))
+    work = args.work_dir / f"{_slug(args.model)}-{spec.name}-{args.tag}"
+    work.mkdir(parents=True, exist_ok=True)
+    teacher = prepare_teacher(args.model, task, training, work, device, args.force)
+    teacher_path = teacher["path"]
+    tmodel, _ = _load_teacher_model(teacher_path, task, "cpu")
+    total_layers = tmodel.config.num_hidden_layers
+    from xtc_core.student import count_params
+
+    fp32_bytes = count_params(tmodel) * 4
+    del tmodel
+
+    variants: dict[str, dict] = {}
+    teacher_score = None
+    for name in args.variant_list:
+        v = VARIANTS[name]
+        cache = work / "variants" / f"{name}.json"
+        key = {"variant": dataclasses.asdict(v), "training": dataclasses.asdict(training),
+               "weight_groups": args.weight_groups, "teacher": teacher["config"]}
+        key = json.loads(json.dumps(key))  # tuples become lists, as in the cached file
+        cached = _read_json(cache)
+        if not args.force and cached and cached.get("key") == key:
+            _log(f"{spec.name}/{name}: cached ({cached['score']:.4f})")
+            res = cached
+        else:
+            _log(f"{spec.name}/{name}: running ({v.description})")
+            t0 = time.perf_counter()
+            if args.force:
+                shutil.rmtree(work / "variants" / name, ignore_errors=True)
+            if v.kind == "compress":
+                res = run_compress_variant(v, teacher_path, args, spec.name, training, work, total_layers,
+                                           device)
+            elif v.kind == "ptq":
+                res = run_ptq_variant(v, teacher_path, task, training, work, args, device)
+            else:
+                res = run_int8_variant(v, teacher_path, task, training, work)
+            res["key"] = key
+            _write_json(cache, res)
+            _log(f"{spec.name}/{name}: {task.main_metric}={res['score']:.4f} "
+                 f"({time.perf_counter() - t0:.0f}s, {res['packed_bytes']} bytes)")
+        variants[name] = res
+        if "teacher_check" in res:
+            teacher_score = res["teacher_check"]
+
+    # The teacher's score on the full dev set, measured the same way as every variant.
+    from xtc_core.evaluate import encode_dev, score_splits
+
+    tmodel, tok = _load_teacher_model(teacher_path, task, device)
+    dev = encode_dev(tok, task.dev, training.max_seq_length)
+    with torch.inference_mode():
+        tscores = score_splits(tmodel, tok, dev, task.metrics, task.is_regression, training.eval_batch_size,
+                               device)
+    if teacher_score is not None and abs(teacher_score - tscores[task.main_metric]) > 1e-6:
+        _log(f"warning: pipeline teacher score {teacher_score} != {tscores[task.main_metric]}")
+    tscore = tscores[task.main_metric]
+    for res in variants.values():
+        res["delta"] = res["score"] - tscore
+        res["ratio"] = res["fp32_bytes"] / res["packed_bytes"]
+
+    n_train = min(len(task.train), training.max_train_examples or len(task.train))
+    result = {
+        "task": spec.name, "metric": task.main_metric, "model": args.model, "budget": args.budget,
+        "tag": args.tag, "command": command, "overrides": overrides,
+        "training": dataclasses.asdict(training), "weight_groups": args.weight_groups,
+        "train_examples": n_train, "train_total": len(task.train),
+        "dev_examples": {k: len(rows) for k, rows in task.dev.items()},
+        "hardware": _hardware(device),
+        "teacher": {"score": tscore, "metrics": tscores, "layers": total_layers, "fp32_bytes": fp32_bytes,
+                    "finetuned": teacher["finetuned"], "steps": teacher["steps"],
+                    "seconds": teacher["seconds"],
+                    "description": (f"{args.model} fine-tuned by stage 0 ({teacher['steps']} steps)"
+                                    if teacher["finetuned"] else f"{args.model} as given (has a task head)")},
+        "variants": {n: {k: v for k, v in res.items() if k != "key"} for n, res in variants.items()},
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    result["matches"] = _matches(result["variants"])
+    result["goals"] = _goals(result["variants"])
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.results_dir / f"fidelity_{spec.name}_{args.tag}"
+    _write_json(stem.with_suffix(".json"), result)
+    report = build_report(result)
+    stem.with_suffix(".md").write_text(report)
+    print(report, flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    import torch
+
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    training, overrides = training_config(args)
+    shown = argv if argv is not None else sys.argv[1:]
+    command = "python bench/fidelity.py " + " ".join(shlex.quote(a) for a in shown)
+    _log(f"budget {args.budget} with overrides {overrides}: {training}")
+    return {t: run_task(t, args, training, overrides, command) for t in args.tasks}
+
+
+if __name__ == "__main__":
+    main()

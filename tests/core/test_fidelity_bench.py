@@ -1,0 +1,74 @@
+"""The fidelity benchmark script runs end to end on a tiny model and writes consistent tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("fidelity_bench", ROOT / "bench" / "fidelity.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, glue_dir):
+    from tiny_models import make_tiny_model
+
+    tmp = tmp_path_factory.mktemp("fidelity")
+    model = make_tiny_model(tmp / "tiny-base", layers=4, hidden=32, with_head=False)
+    bench = _load_bench()
+    argv = ["--task", "sst2", "--glue-dir", str(glue_dir), "--model", str(model), "--budget", "smoke",
+            "--variants", "xtc-w1-half,ptq-w1", "--results-dir", str(tmp / "results"),
+            "--work-dir", str(tmp / "work"), "--threads", "2", "--device", "cpu"]
+    results = bench.main(argv)
+    return bench, argv, tmp, results
+
+
+def test_writes_json_and_markdown_with_consistent_numbers(bench_run):
+    _, _, tmp, results = bench_run
+    data = json.loads((tmp / "results" / "fidelity_sst2_smoke.json").read_text())
+    assert data == json.loads(json.dumps(results["sst2"]))
+    assert data["task"] == "sst2" and data["metric"] == "accuracy"
+    assert data["dev_examples"] == {"dev": 872}  # the full official dev set
+    assert data["train_examples"] == 64 and data["train_total"] > 60000
+    assert "fidelity.py" in data["command"] and data["hardware"]["device"] == "cpu"
+    teacher = data["teacher"]
+    assert teacher["finetuned"] and teacher["steps"] == data["training"]["finetune_steps"]
+    assert set(data["variants"]) == {"xtc-w1-half", "ptq-w1"}
+    for name, v in data["variants"].items():
+        for key in ("score", "metrics", "delta", "packed_bytes", "fp32_bytes", "ratio", "train_seconds",
+                    "steps", "layers"):
+            assert key in v, (name, key)
+        assert v["delta"] == pytest.approx(v["score"] - teacher["score"])
+        assert v["ratio"] == pytest.approx(v["fp32_bytes"] / v["packed_bytes"])
+        assert v["fp32_bytes"] == teacher["fp32_bytes"]
+        assert 0.0 <= v["score"] <= 1.0
+    half = data["variants"]["xtc-w1-half"]
+    assert half["layers"] == 2 and half["teacher_check"] == pytest.approx(teacher["score"])
+    assert half["steps"] == data["training"]["reduction_steps"] + data["training"]["quant_steps"]
+    assert data["variants"]["ptq-w1"]["steps"] == 0 and data["variants"]["ptq-w1"]["layers"] == 4
+    assert data["variants"]["xtc-w1-half"]["packed_bytes"] < data["variants"]["ptq-w1"]["packed_bytes"]
+    assert {g["goal"].split(":")[0] for g in data["goals"]} == {"xtc-w1-half"}
+    md = (tmp / "results" / "fidelity_sst2_smoke.md").read_text()
+    assert "Command: `python bench/fidelity.py" in md
+    assert "| xtc-w1-half |" in md and "| ptq-w1 |" in md and "| teacher |" in md
+    assert "64 of" in md  # the subsampling is printed
+
+
+def test_second_run_uses_the_cache(bench_run, capsys):
+    bench, argv, tmp, results = bench_run
+    again = bench.main(argv)
+    out = capsys.readouterr().out
+    assert "teacher: cached" in out and "xtc-w1-half: cached" in out and "ptq-w1: cached" in out
+    name = "xtc-w1-half"
+    assert again["sst2"]["variants"][name]["score"] == results["sst2"]["variants"][name]["score"]
