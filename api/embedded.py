@@ -24,6 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCAL_TENANT = "local"
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if `xtc serve` is killed outright (SIGKILL), the worker gets a
+    SIGTERM instead of living on as an orphan still consuming the queue."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def embedded_settings(data_dir: str | Path = "./xtc-data", **overrides) -> Settings:
     d = Path(data_dir).expanduser().resolve()
     values = dict(
@@ -75,9 +86,11 @@ class WorkerProcess:
         cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--pool=solo",
                "--concurrency=1", "-Q", self.settings.queue, "--loglevel=INFO",
                "--hostname", f"xtc-embedded-{os.getpid()}@%h"]
-        out = open(self.log_file, "ab") if self.log_file else None  # closed with the child
-        return subprocess.Popen(cmd, env=env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT if out
-                                else None)
+        if self.log_file is None:
+            return subprocess.Popen(cmd, env=env, cwd=str(ROOT), preexec_fn=_die_with_parent)
+        with open(self.log_file, "ab") as out:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(cmd, env=env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT,
+                                    preexec_fn=_die_with_parent)
 
     def start(self) -> None:
         self.proc = self._spawn()
