@@ -64,6 +64,7 @@ class JobOut(BaseModel):
     cancel_requested: bool
     request: dict[str, Any]
     metrics: dict[str, Any] | None
+    latest_metrics: dict[str, Any] | None
     error: ErrorInfo | None
     created_at: datetime
     started_at: datetime | None

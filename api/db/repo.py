@@ -166,10 +166,11 @@ def load_job(s: Session, job_id: str) -> Job | None:
 def record_progress(
     s: Session, job_id: str, *, stage: str, progress: float, eta: float | None, event: dict[str, Any] | None
 ) -> None:
-    s.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running")
-        .values(stage=stage, progress=progress, eta_seconds=eta, heartbeat_at=utcnow())
-    )
+    values: dict[str, Any] = dict(stage=stage, progress=progress, eta_seconds=eta, heartbeat_at=utcnow())
+    if event is not None and (event.get("metrics") or event.get("loss") is not None):
+        values["latest_metrics"] = {"stage": stage, "step": event.get("step"), "loss": event.get("loss"),
+                                    **(event.get("metrics") or {})}
+    s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values))
     if event is not None:
         s.add(JobEvent(job_id=job_id, kind="progress", stage=stage, **event))
 

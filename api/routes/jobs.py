@@ -29,7 +29,8 @@ def job_out(job: Job) -> JobOut:
     error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
     return JobOut(
         id=job.id, status=job.status, stage=job.stage, progress=job.progress, eta_seconds=job.eta_seconds,
-        cancel_requested=job.cancel_requested, request=job.request, metrics=job.metrics, error=error,
+        cancel_requested=job.cancel_requested, request=job.request, metrics=job.metrics,
+        latest_metrics=job.latest_metrics, error=error,
         created_at=repo.as_utc(job.created_at), started_at=repo.as_utc(job.started_at),
         finished_at=repo.as_utc(job.finished_at),
     )

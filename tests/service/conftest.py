@@ -6,7 +6,6 @@ Everything runs on loopback against the real servers of this machine; nothing is
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -24,12 +23,9 @@ from api.embedded import settings_env
 from api.server import ServerThread
 from api.settings import Settings
 
-from .support import client
+from .support import PG_ADMIN, REDIS_URL, RUN, client
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN = os.environ.get("XTC_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test")
-REDIS_URL = os.environ.get("XTC_TEST_REDIS", "redis://127.0.0.1:6379/15")
-RUN = secrets.token_hex(4)  # isolates this session's database, queues and bucket from other runs
 
 
 @pytest.fixture(scope="session")

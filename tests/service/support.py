@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 import time
 from pathlib import Path
 
 import httpx
+
+PG_ADMIN = os.environ.get("XTC_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+REDIS_URL = os.environ.get("XTC_TEST_REDIS", "redis://127.0.0.1:6379/15")
+RUN = secrets.token_hex(4)  # isolates this session's databases, queues and bucket from other runs
 
 
 def client(url: str, key: str | None) -> httpx.Client:

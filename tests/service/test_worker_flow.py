@@ -28,6 +28,7 @@ def test_full_flow_postgres_redis_s3(alice_live, settings, tiny_model_dir, small
     assert job["status"] == "succeeded", job
     assert job["progress"] == 1.0 and job["stage"] == "done" and job["error"] is None
     assert job["metrics"]["student"]["accuracy"] >= 0
+    assert job["latest_metrics"]["stage"] in ("layer_reduction", "quantization", "done")
 
     events = alice_live.get(f"/jobs/{job_id}/events").json()["data"]
     statuses = [e["status"] for e in events if e["kind"] == "status"]
