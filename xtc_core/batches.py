@@ -46,17 +46,39 @@ def model_inputs(model, batch: dict) -> dict:
     return batch
 
 
-def train_batches(n: int, batch_size: int, seed: int, start_step: int = 0) -> Iterator[list[int]]:
-    """Endless seeded shuffled epochs. Deterministic in (seed, step), so a resumed run sees the same
-    batches it would have seen without the interruption."""
-    per_epoch = max(1, n // batch_size) if n >= batch_size else 1
-    step = start_step
+def lengths(encoded: Encoded) -> list[int]:
+    return [len(f["input_ids"]) for f in encoded.features]
+
+
+# Batches are formed inside pools of this many batches, sorted by length: padding to the longest in a
+# batch then costs little (random SST-2 batches are ~3x padding), while the pools keep batches random.
+_POOL_BATCHES = 50
+
+
+def _epoch_batches(sizes: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(len(sizes), generator=g).tolist()
+    pool = batch_size * _POOL_BATCHES
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: sizes[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < batch_size:
+        batches.pop()  # a ragged last batch would weigh its few examples more
+    shuffle = torch.randperm(len(batches), generator=g).tolist()
+    return [batches[i] for i in shuffle]
+
+
+def train_batches(sizes: Sequence[int], batch_size: int, seed: int,
+                  start_step: int = 0) -> Iterator[list[int]]:
+    """Endless seeded epochs of length-bucketed batches. Deterministic in (seed, step), so a resumed
+    run sees exactly the batches it would have seen without the interruption."""
+    epoch_len = len(_epoch_batches(sizes, batch_size, seed, 0))
+    epoch, offset = divmod(start_step, epoch_len)
     while True:
-        epoch, offset = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=g).tolist()
-        yield order[offset * batch_size:(offset + 1) * batch_size] or order[:batch_size]
-        step += 1
+        batches = _epoch_batches(sizes, batch_size, seed, epoch)
+        yield from batches[offset:]
+        epoch, offset = epoch + 1, 0
 
 
 @torch.no_grad()
@@ -64,10 +86,15 @@ def predict(model, tokenizer, encoded: Encoded, batch_size: int, device, regress
     """Logits (or regression outputs) for every example, in order, as a CPU float tensor."""
     was_training = model.training
     model.eval()
-    out = []
-    for start in range(0, len(encoded), batch_size):
-        idx = range(start, min(start + batch_size, len(encoded)))
+    # Length-sorted batches (less padding); the batching depends only on the data, so every
+    # evaluation of the same rows is batched, and therefore computed, identically.
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
+    out: list[torch.Tensor | None] = [None] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
         batch, _ = collate(tokenizer, encoded, idx, device, regression)
-        out.append(model(**model_inputs(model, batch)).logits.float().cpu())
+        logits = model(**model_inputs(model, batch)).logits.float().cpu()
+        for row, i in zip(logits, idx, strict=True):
+            out[i] = row
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return torch.stack(out) if out else torch.empty(0)

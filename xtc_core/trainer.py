@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .batches import Encoded, collate, train_batches
+from .batches import Encoded, collate, lengths, train_batches
 from .config import TrainingConfig
 from .errors import Cancelled
 from .progress import ProgressCallback, ProgressEvent, ShouldStop
@@ -87,7 +87,7 @@ class Trainer:
         else:
             torch.manual_seed(cfg.seed + stage.index)
 
-        batches = train_batches(len(self.train), cfg.batch_size, cfg.seed + stage.index, start_step=step)
+        batches = train_batches(lengths(self.train), cfg.batch_size, cfg.seed + stage.index, start_step=step)
         self._emit(stage, step, None, best_metrics, "started")
         while step < stage.steps:
             self._check_stop()
