@@ -7,7 +7,10 @@ training-time model bit for bit (a ``w + (q - w).detach()`` formulation would no
 
 from __future__ import annotations
 
+import types
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -43,11 +46,28 @@ def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, groups: int) ->
     return (g * scales[:, None]).reshape(codes.shape)
 
 
+def fake_quantize_weight(w: torch.Tensor, bits: int, groups: int) -> torch.Tensor:
+    """``dequantize_weight(*quantize_weight(w))`` computed without materializing integer codes (it runs
+    every training step). Equal to it bit for bit: each value is exactly +-scale or 0."""
+    g = _grouped(w.detach(), groups)
+    absg = g.abs()
+    if bits == 1:
+        alpha = absg.mean(dim=1, keepdim=True)
+        out = torch.where(g >= 0, alpha, -alpha)
+    elif bits == 2:
+        keep = absg > TERNARY_DELTA * absg.mean(dim=1, keepdim=True)
+        alpha = (absg * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True).clamp(min=1)
+        zero = torch.zeros((), dtype=g.dtype, device=g.device)
+        out = torch.where(keep, torch.where(g >= 0, alpha, -alpha), zero)
+    else:
+        raise ValueError(f"weight bits must be 1 or 2, got {bits}")
+    return out.reshape(w.shape)
+
+
 class _WeightSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, bits: int, groups: int):
-        codes, scales = quantize_weight(w, bits, groups)
-        return dequantize_weight(codes.to(w.device), scales, groups).to(w.dtype)
+        return fake_quantize_weight(w, bits, groups)
 
     @staticmethod
     def backward(ctx, grad):
@@ -122,6 +142,23 @@ def groups_for(weight: torch.Tensor, requested: int, per_row: bool) -> int:
 
 def quantize_module_weight(module: nn.Module, bits: int, groups: int) -> None:
     parametrize.register_parametrization(module, "weight", WeightFakeQuant(bits, groups))
+    if isinstance(module, nn.Embedding) and groups == module.num_embeddings:
+        module.forward = types.MethodType(_token_wise_embedding_forward, module)
+
+
+def _token_wise_embedding_forward(self: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """With one scale per row, quantizing the looked-up rows equals looking up quantized rows. Training
+    does the former (a batch touches a few hundred of 30k rows); evaluation and export use the full
+    quantized matrix, so the exported model stays bit-exact."""
+    if not self.training:
+        return F.embedding(ids, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
+    latent = self.parametrizations.weight.original
+    rows = F.embedding(ids, latent, self.padding_idx, self.max_norm, self.norm_type,
+                       self.scale_grad_by_freq, self.sparse)
+    bits = self.parametrizations.weight[0].bits
+    flat = rows.reshape(-1, rows.shape[-1])
+    return _WeightSTE.apply(flat, bits, flat.shape[0]).reshape(rows.shape)
 
 
 def is_weight_quantized(module: nn.Module) -> bool:

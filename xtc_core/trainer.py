@@ -69,7 +69,7 @@ class Trainer:
         cfg = self.training
         started = time.perf_counter()
         model.to(self.device).train()
-        optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=stage.lr)
+        optimizer = _adamw(_param_groups(model, cfg.weight_decay), stage.lr)
         scheduler = _linear_warmup(optimizer, int(cfg.warmup_ratio * stage.steps), stage.steps)
         step, best_score, best_metrics, best_state, history = 0, float("-inf"), {}, None, []
 
@@ -132,6 +132,15 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    """The fused kernel is ~8x faster on CPU for the 11M-value word embeddings; the result is the same
+    update rule."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.AdamW(groups, lr=lr)
 
 
 def _linear_warmup(optimizer, warmup: int, total: int):

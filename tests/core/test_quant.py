@@ -82,3 +82,24 @@ def test_groups_never_straddle_rows():
         quantize_weight(torch.randn(5, 3), 1, 4)
     with pytest.raises(ValueError):
         quantize_weight(torch.randn(4, 4), 3, 1)
+
+
+def test_training_embedding_lookup_quantizes_rows_like_the_full_matrix():
+    from torch import nn
+
+    from xtc_core.quant import quantize_module_weight
+
+    for bits in (1, 2):
+        emb = nn.Embedding(50, 16)
+        quantize_module_weight(emb, bits, 50)  # token-wise: one scale per row
+        ids = torch.tensor([[3, 7, 7, 49], [0, 1, 2, 3]])
+        emb.train()
+        fast = emb(ids)  # quantizes only the looked-up rows
+        emb.eval()
+        full = emb(ids)  # looks up rows of the fully quantized matrix (what export stores)
+        assert torch.allclose(fast, full, rtol=1e-6, atol=0)
+        assert set(full[0, 1].abs().tolist()) <= {0.0, full[0, 1].abs().max().item()}
+        emb.train()
+        emb(ids).sum().backward()
+        grad = emb.parametrizations.weight.original.grad
+        assert torch.equal(grad[7], torch.full((16,), 2.0)) and torch.equal(grad[10], torch.zeros(16))

@@ -1,0 +1,107 @@
+"""Training step time of the XTC stages on the bundled MiniLM-L6 with real SST-2 rows, side by side:
+random batches (pad to the longest of 32 random rows) vs the library's length-bucketed batches.
+
+    python bench/step_time.py --steps 8 --out bench/results/step_time.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from xtc_core.batches import collate, encode, lengths, model_inputs, train_batches
+from xtc_core.distill import kd_loss, label_loss
+from xtc_core.models import load_teacher
+from xtc_core.student import apply_quantization, build_student
+from xtc_core.tabular import read_glue_file
+from xtc_core.tasks import get_task
+
+
+def random_batches(n: int, batch_size: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(n, generator=g).tolist()
+        for i in range(0, n - batch_size + 1, batch_size):
+            yield order[i:i + batch_size]
+
+
+def time_steps(step_fn, batches, steps: int) -> tuple[float, float]:
+    """Seconds per step and real (unpadded) tokens per second, after one warm-up step."""
+    step_fn(next(batches))
+    tokens, started = 0, time.perf_counter()
+    for _ in range(steps):
+        tokens += step_fn(next(batches))
+    seconds = time.perf_counter() - started
+    return seconds / steps, tokens / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--glue-dir", default="../shared/data/glue")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--out", default="bench/results/step_time.json")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    spec = get_task("sst2")
+    rows = read_glue_file(spec, Path(args.glue_dir) / "SST-2" / "train.tsv")[:4000]
+    teacher = load_teacher("bundled:minilm-l6", num_labels=2, regression=False)
+    tok, model = teacher.tokenizer, teacher.model.to(device)
+    data = encode(tok, rows, args.max_seq_length)
+    student = build_student(model, [1, 3, 5])
+    apply_quantization(student, weight_bits=1, activation_bits=8, weight_groups=1)
+    opt_t = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    opt_s = torch.optim.AdamW(student.parameters(), lr=1e-5)
+
+    def finetune_step(idx):
+        batch, labels = collate(tok, data, idx, device, False)
+        loss = label_loss(model(**model_inputs(model, batch)).logits, labels, False)
+        opt_t.zero_grad()
+        loss.backward()
+        opt_t.step()
+        return int(batch["attention_mask"].sum())
+
+    def qat_kd_step(idx):
+        batch, _ = collate(tok, data, idx, device, False)
+        inputs = model_inputs(model, batch)
+        with torch.no_grad():
+            t_out = model(**inputs, output_hidden_states=True, output_attentions=True)
+        s_out = student(**inputs, output_hidden_states=True, output_attentions=True)
+        loss, _ = kd_loss(s_out, t_out, [1, 3, 5], regression=False)
+        opt_s.zero_grad()
+        loss.backward()
+        opt_s.step()
+        return int(batch["attention_mask"].sum())
+
+    results = []
+    stages = (("finetune teacher (6 layers)", finetune_step), ("QAT+KD W1A8 student (3 layers)", qat_kd_step))
+    for name, fn in stages:
+        row = {"stage": name}
+        for kind, batches in (("random", random_batches(len(data), args.batch_size, 0)),
+                              ("bucketed", train_batches(lengths(data), args.batch_size, 0))):
+            sec, tps = time_steps(fn, itertools.islice(batches, args.steps + 1), args.steps)
+            row[f"{kind}_s_per_step"], row[f"{kind}_tokens_per_s"] = round(sec, 4), round(tps, 1)
+        row["speedup"] = round(row["random_s_per_step"] / row["bucketed_s_per_step"], 2)
+        results.append(row)
+
+    print(f"| stage | random s/step | bucketed s/step | speedup | device: {device} |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['stage']} | {r['random_s_per_step']} | {r['bucketed_s_per_step']} | {r['speedup']}x | |")
+    report = {"device": str(device), "cpu": platform.processor() or platform.machine(),
+              "threads": torch.get_num_threads(), "batch_size": args.batch_size,
+              "max_seq_length": args.max_seq_length, "steps": args.steps, "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
