@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError
-from .tasks import Column, TaskSpec
+from .tasks import Column, LabelSchema, TaskSpec
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 
@@ -30,24 +30,12 @@ class Example:
 
 
 @dataclass
-class TaskData:
+class TaskData(LabelSchema):
     name: str
     labels: tuple[str, ...] | None  # None: regression
     metrics: tuple[str, ...]  # official metrics, main one first
     train: list[Example]
     dev: dict[str, list[Example]]  # split name -> rows: "dev"; MNLI: "dev_matched", "dev_mismatched"
-
-    @property
-    def is_regression(self) -> bool:
-        return self.labels is None
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.labels is None else len(self.labels)
-
-    @property
-    def main_metric(self) -> str:
-        return self.metrics[0]
 
 
 # --------------------------------------------------------------------------- low-level reading

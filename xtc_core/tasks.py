@@ -15,8 +15,27 @@ class Column:
     index: int | None = None
 
 
+class LabelSchema:
+    """What a task predicts: class labels (None: a regression target) and its metrics, main first."""
+
+    labels: tuple[str, ...] | None
+    metrics: tuple[str, ...]
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+    @property
+    def main_metric(self) -> str:
+        return self.metrics[0]
+
+
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(LabelSchema):
     name: str  # canonical lower-case name: "sst2"
     folder: str  # folder in the GLUE distribution: "SST-2"
     train_file: str
@@ -31,18 +50,6 @@ class TaskSpec:
     hub_text: str = "sentence"
     hub_text_pair: str | None = None
     hub_dev_splits: tuple[str, ...] = ("validation",)
-
-    @property
-    def is_regression(self) -> bool:
-        return self.labels is None
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.labels is None else len(self.labels)
-
-    @property
-    def main_metric(self) -> str:
-        return self.metrics[0]
 
 
 _BINARY = ("0", "1")
