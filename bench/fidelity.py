@@ -154,10 +154,16 @@ class _Progress:
             rate = (time.perf_counter() - self.t0) / max(1, done)
             loss = f"{event.loss:.4f}" if event.loss is not None else "-"
             _log(f"{self.label} {event.stage} {event.step}/{event.total} loss {loss} "
-                 f"{rate:.2f}s/step {event.metrics or ''}")
+                 f"{rate:.2f}s/step {event.message} {event.metrics or ''}")
 
 
 # ----------------------------------------------------------------------------------------- teacher
+
+def _teacher_key(training) -> str:
+    t = training
+    return (f"ft{t.finetune_steps}-lr{t.finetune_lr:g}-bs{t.batch_size}-seq{t.max_seq_length}"
+            f"-n{t.max_train_examples}-sel{t.max_eval_examples}-seed{t.seed}")
+
 
 def prepare_teacher(model_ref: str, task, training, work: Path, device, force: bool) -> dict[str, Any]:
     """The shared teacher as a local HF folder (safetensors + tokenizer). A model without a task head
@@ -497,7 +503,10 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     task = load_task_data(DataSource(task=spec.name, glue_dir=str(args.glue_dir)))
     work = args.work_dir / f"{_slug(args.model)}-{spec.name}-{args.tag}"
     work.mkdir(parents=True, exist_ok=True)
-    teacher = prepare_teacher(args.model, task, training, work, device, args.force)
+    # The teacher depends only on its own schedule, not on the tag: runs with other variant options
+    # (another --tag) reuse it, so their numbers compare against the very same teacher.
+    teacher_work = args.work_dir / f"{_slug(args.model)}-{spec.name}-teachers" / _teacher_key(training)
+    teacher = prepare_teacher(args.model, task, training, teacher_work, device, args.force)
     teacher_path = teacher["path"]
     tmodel, _ = _load_teacher_model(teacher_path, task, "cpu")
     total_layers = tmodel.config.num_hidden_layers
