@@ -131,7 +131,7 @@ def _read_json(path: Path) -> dict | None:
 
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
     tmp.replace(path)
 
@@ -581,10 +581,10 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     result["matches"] = _matches(result["variants"])
     result["goals"] = _goals(result["variants"])
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.results_dir / f"fidelity_{spec.name}_{args.tag}"
-    _write_json(stem.with_suffix(".json"), result)
+    stem = f"fidelity_{spec.name}_{args.tag}"  # not Path.with_suffix: a tag may contain dots
+    _write_json(args.results_dir / f"{stem}.json", result)
     report = build_report(result)
-    stem.with_suffix(".md").write_text(report)
+    (args.results_dir / f"{stem}.md").write_text(report)
     print(report, flush=True)
     return result
 
