@@ -8,6 +8,8 @@ periodic checkpoints, so a rerun with the same config resumes where the last one
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import random
 import time
@@ -52,10 +54,7 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     t = cfg.training
     device = pick_device(cfg.device)
     work = Path(cfg.work_dir) if cfg.work_dir else Path(cfg.output_dir) / ".work"
-    work.mkdir(parents=True, exist_ok=True)
-    if not cfg.resume:
-        for stale in work.glob("*.pt"):
-            stale.unlink()
+    _prepare_work_dir(work, cfg)
 
     def emit(stage: str, message: str, index: int = 0, total: int = 1) -> None:
         if on_progress:
@@ -195,6 +194,26 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         on_progress(ProgressEvent("done", 1, 1, None, {"student": student_scores}, "finished",
                                   max(0, len(plan) - 1), max(1, len(plan))))
     return CompressResult(out, metrics)
+
+
+def _prepare_work_dir(work: Path, cfg: CompressConfig) -> None:
+    """Training state is only resumed for the very same run: any change to the request (model, data,
+    layers, bits, schedule...) discards it rather than loading weights that mean something else."""
+    work.mkdir(parents=True, exist_ok=True)
+    fields = dataclasses.asdict(cfg)
+    for ignored in ("output_dir", "work_dir", "resume", "device"):
+        fields.pop(ignored)
+    for key in ("train_file", "dev_file"):  # by content: a service re-downloads them to new paths
+        path = Path(fields["data"][key] or "")
+        if path.is_file():  # a missing file is reported by the data loader, with its name
+            fields["data"][key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+    marker = work / "run.json"
+    previous = json.loads(marker.read_text()).get("fingerprint") if marker.exists() else None
+    if not cfg.resume or previous != fingerprint:
+        for stale in work.glob("*.pt"):
+            stale.unlink()
+    marker.write_text(json.dumps({"fingerprint": fingerprint}))
 
 
 def _subsample(rows: list, limit: int | None, seed: int) -> list:

@@ -95,6 +95,20 @@ def test_cancel_then_resume_from_the_last_checkpoint(tmp_path, tiny_model_dir, g
     assert q_steps == [5, 6, 7, 8]  # only the steps that were not done yet
 
 
+def test_a_changed_request_does_not_resume_stale_state(tmp_path, tiny_model_dir, glue_dir):
+    data = DataSource(task="sst2", glue_dir=str(glue_dir))
+    compress(_config(tiny_model_dir, tmp_path / "out", data, layers=[0, 1]))
+    work = tmp_path / "out" / ".work"
+    assert (work / "layer_reduction.done.pt").exists()
+    events = []
+    # same depth, other teacher layers: the old stage-1 weights would load without error, wrongly
+    cfg = _config(tiny_model_dir, tmp_path / "out", data, layers=[2, 3])
+    result = compress(cfg, on_progress=events.append)
+    assert not any("finished earlier" in e.message for e in events)
+    assert json.loads((tmp_path / "out" / "xtc.json").read_text())["teacher_layers"] == [2, 3]
+    assert evaluate_checkpoint(tmp_path / "out", data) == result.student
+
+
 def test_invalid_requests_fail_before_any_work(tmp_path, tiny_model_dir, glue_dir):
     good = DataSource(task="sst2", glue_dir=str(glue_dir))
     with pytest.raises(ConfigError, match="weight_bits"):
