@@ -19,11 +19,13 @@ def make_celery(settings: Settings) -> Celery:
     transport_options: dict = {"visibility_timeout": settings.visibility_timeout_s}
     if settings.broker_url.startswith("filesystem://"):
         folder = Path(settings.broker_folder).expanduser().resolve()
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         transport_options.update(
             data_folder_in=str(folder / "queue"), data_folder_out=str(folder / "queue"),
             processed_folder=str(folder / "processed"), store_processed=False,
+            # kombu's default control folder is ./control in the current directory: keep it in ours
+            control_folder=str(folder / "control"),
         )
     app.conf.update(
         broker_transport_options=transport_options,
