@@ -18,8 +18,11 @@ HUB_DATASET = "nyu-mll/glue"
 USER_TASK_NAME = "custom"
 
 
-def load_task_data(source: DataSource) -> TaskData:
-    """Train and dev examples for a run; a ConfigError or DataError says what to fix."""
+def load_task_data(source: DataSource, *, need_train: bool = True) -> TaskData:
+    """Train and dev examples for a run; a ConfigError or DataError says what to fix.
+
+    ``need_train=False`` (evaluation) skips a GLUE folder's training file: it is neither read nor
+    required, so e.g. QNLI can be evaluated from a folder holding only dev.tsv."""
     source.validate()
     has_files = bool(source.train_file or source.dev_file)
     if has_files and not (source.train_file and source.dev_file):
@@ -36,7 +39,7 @@ def load_task_data(source: DataSource) -> TaskData:
             spec, read_glue_file(spec, source.train_file), {"dev": read_glue_file(spec, source.dev_file)}
         )
     if source.glue_dir is not None:
-        return _load_glue_dir(spec, Path(source.glue_dir))
+        return _load_glue_dir(spec, Path(source.glue_dir), need_train)
     return _load_glue_hub(spec)
 
 
@@ -78,12 +81,12 @@ def _glue_file(folder: Path, name: str, spec: TaskSpec) -> Path:
     return path
 
 
-def _load_glue_dir(spec: TaskSpec, root: Path) -> TaskData:
+def _load_glue_dir(spec: TaskSpec, root: Path, need_train: bool = True) -> TaskData:
     folder = _task_folder(root, spec)
     # Check every file exists before reading any, so a missing dev file is not found after a long read.
-    train_path = _glue_file(folder, spec.train_file, spec)
+    train_path = _glue_file(folder, spec.train_file, spec) if need_train else None
     dev_paths = {_split_name(name): _glue_file(folder, name, spec) for name in spec.dev_files}
-    train = read_glue_file(spec, train_path)
+    train = read_glue_file(spec, train_path) if train_path else []
     dev = {split: read_glue_file(spec, path) for split, path in dev_paths.items()}
     return _task_data(spec, train, dev)
 

@@ -59,7 +59,7 @@ def _dev_rows(data: DataSource, meta: dict):
     if data.task is not None:
         from .data import load_task_data
 
-        task = load_task_data(data)
+        task = load_task_data(data, need_train=False)
         return task.dev, task.metrics, task.is_regression
     from .tabular import read_user_file
 

@@ -226,3 +226,8 @@ def test_data_modules_do_not_import_torch():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_evaluation_needs_no_training_file(glue_dir):
+    task = load_task_data(DataSource(task="qnli", glue_dir=str(glue_dir)), need_train=False)
+    assert task.train == [] and len(task.dev["dev"]) == 5463
