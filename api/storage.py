@@ -20,7 +20,7 @@ CHUNK = 1024 * 1024
 class Storage(Protocol):
     def put_file(self, key: str, path: Path) -> None: ...
     def get_to_file(self, key: str, path: Path) -> None: ...
-    def stream(self, key: str) -> Iterator[bytes]: ...
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
     def check(self) -> None: ...
 
 
@@ -44,9 +44,17 @@ class LocalStorage:
     def get_to_file(self, key: str, path: Path) -> None:
         shutil.copyfile(self._path(key), path)
 
-    def stream(self, key: str) -> Iterator[bytes]:
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The bytes start..end (inclusive; end None: to the end of the file)."""
         with open(self._path(key), "rb") as fh:
-            while chunk := fh.read(CHUNK):
+            fh.seek(start)
+            left = None if end is None else end - start + 1
+            while left is None or left > 0:
+                chunk = fh.read(CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
                 yield chunk
 
     def check(self) -> None:
@@ -78,8 +86,9 @@ class S3Storage:
     def get_to_file(self, key: str, path: Path) -> None:
         self.client.download_file(self.bucket, self._key(key), str(path))
 
-    def stream(self, key: str) -> Iterator[bytes]:
-        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+    def stream(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        extra = {"Range": f"bytes={start}-{'' if end is None else end}"} if start or end is not None else {}
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), **extra)["Body"]
         try:
             yield from body.iter_chunks(CHUNK)
         finally:

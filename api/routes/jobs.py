@@ -16,6 +16,7 @@ from ..db.models import Job
 from ..deps import Services, db_session, services
 from ..errors import ApiError, not_found
 from ..metrics import JOBS_CREATED
+from ..ranges import parse_range
 from ..schemas import ArtifactList, ArtifactOut, EventList, EventOut, JobCreate, JobList, JobOut
 from ..validation import validate_job
 
@@ -149,18 +150,30 @@ def list_artifacts(job_id: str, tenant: Principal = Depends(current_tenant),
 
 @router.get("/{job_id}/artifacts/{name}")
 def download_artifact(
-    job_id: str, name: str, tenant: Principal = Depends(current_tenant),
+    job_id: str, name: str,
+    range_: str | None = Header(default=None, alias="range"),
+    if_range: str | None = Header(default=None),
+    tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session), svc: Services = Depends(services),
 ) -> StreamingResponse:
     _job(session, tenant, job_id)
     art = repo.get_artifact(session, job_id, name)
     if art is None:
         raise not_found("artifact", name)
+    etag = f'"{art.sha256}"'
     headers = {
-        "Content-Length": str(art.size),
+        "Accept-Ranges": "bytes",
         "X-Content-SHA256": art.sha256,
-        "ETag": f'"{art.sha256}"',
+        "ETag": etag,
         "Content-Disposition": f'attachment; filename="{art.name}"',
     }
-    return StreamingResponse(svc.storage.stream(art.storage_key), media_type="application/octet-stream",
-                             headers=headers)
+    # If-Range: resume only if the file is still the one the client has half of; else send it whole.
+    wanted = parse_range(range_, art.size) if if_range in (None, etag) else None
+    if wanted is None:
+        headers["Content-Length"] = str(art.size)
+        return StreamingResponse(svc.storage.stream(art.storage_key), media_type="application/octet-stream",
+                                 headers=headers)
+    headers["Content-Length"] = str(wanted.length)
+    headers["Content-Range"] = wanted.content_range(art.size)
+    return StreamingResponse(svc.storage.stream(art.storage_key, wanted.start, wanted.end), status_code=206,
+                             media_type="application/octet-stream", headers=headers)
