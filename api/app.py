@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import KeyCache
+from .dashboard import mount_dashboard
 from .db.session import session_factory
 from .deps import Services
 from .errors import error_response, install_error_handlers
@@ -69,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(datasets.router)
+    mount_dashboard(app)
     return app
