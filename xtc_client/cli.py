@@ -29,7 +29,8 @@ from .watch import outcome, watch
 jobs_app = typer.Typer(help="Submit and follow compression jobs on an XTC server (HTTP).",
                        no_args_is_help=True)
 err = Console(stderr=True)
-out = Console(soft_wrap=True)  # one-line messages stay one line for scripts that grep them
+# One-line messages stay one line for scripts that grep them; piped tables are not squeezed to 80.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

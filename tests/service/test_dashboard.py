@@ -189,6 +189,17 @@ def test_dashboard_flow(page, serve, bob_key, tiny_model_dir, small_glue, tmp_pa
     assert page.locator("#tradeoff-table tbody tr").count() == 0
 
 
+def test_pareto_front_in_the_browser(page, serve):
+    page.goto("/dashboard")
+    front = page.evaluate("""async () => {
+        const { paretoFront } = await import("/dashboard/static/pareto.js");
+        const pts = [{x: 300, y: 0.80, id: "a"}, {x: 100, y: 0.70, id: "b"}, {x: 200, y: 0.69, id: "c"},
+                     {x: 400, y: 0.79, id: "d"}, {x: 100, y: 0.65, id: "e"}, {x: 250, y: 0.75, id: "f"}];
+        return paretoFront(pts).map(p => p.id);
+    }""")
+    assert front == ["b", "f", "a"]  # c, d, e are each beaten on both axes by some other job
+
+
 def test_dashboard_is_served_safely(serve):
     r = httpx.get(f"{serve.url}/dashboard")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
