@@ -40,7 +40,7 @@ def main() -> None:
         page.goto("/dashboard#/tradeoff")
         page.wait_for_selector("#tradeoff-table tbody tr")
         time.sleep(0.5)
-        page.locator("#page-tradeoff").screenshot(path=str(args.out / "dashboard-tradeoff.png"))
+        page.screenshot(path=str(args.out / "dashboard-tradeoff.png"))
         page.goto("/dashboard#/jobs")
         page.wait_for_selector("#jobs-table tbody tr")
         page.locator("#page-jobs").screenshot(path=str(args.out / "dashboard-jobs.png"))

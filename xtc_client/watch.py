@@ -24,13 +24,14 @@ def follow(api: Api, job_id: str, interval: float = 0.5) -> Iterator[tuple[dict 
     while True:
         try:
             job = api.job(job_id)
-            events = []
+            events, cursor = [], after
             while True:  # drain: a fast job can write more events than one page between polls
-                page = api.events(job_id, after=after)
+                page = api.events(job_id, after=cursor)
                 events += page["data"]
-                after = page["next_after"]
+                cursor = page["next_after"]
                 if len(page["data"]) < 1000:
                     break
+            after = cursor  # only once the whole batch arrived: a failed poll re-reads it
         except ClientError as exc:
             missed += 1
             if exc.exit_code != UNAVAILABLE or missed > MAX_MISSED_POLLS:

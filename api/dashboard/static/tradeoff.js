@@ -43,7 +43,13 @@ function draw(jobs, task) {
       maintainAspectRatio: false,
       parsing: false,
       scales: {
-        x: { type: "logarithmic", title: { display: true, text: "checkpoint size (bytes, log scale)" } },
+        x: {
+          type: "logarithmic",
+          title: { display: true, text: "checkpoint size (log scale)" },
+          // label only 1, 2 and 5 x 10^n: the default labels of a log axis collide
+          ticks: { callback: (v) => ([1, 2, 5].includes(Math.round(v / 10 ** Math.floor(Math.log10(v)) * 100) / 100)
+            ? bytes(v) : "") },
+        },
         y: { title: { display: true, text: `dev ${metric}` } },
       },
       plugins: {
