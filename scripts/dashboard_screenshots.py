@@ -43,7 +43,7 @@ def main() -> None:
         page.screenshot(path=str(args.out / "dashboard-tradeoff.png"))
         page.goto("/dashboard#/jobs")
         page.wait_for_selector("#jobs-table tbody tr")
-        page.locator("#page-jobs").screenshot(path=str(args.out / "dashboard-jobs.png"))
+        page.screenshot(path=str(args.out / "dashboard-jobs.png"))
         browser.close()
     print(f"wrote {args.out}/dashboard-job.png, dashboard-tradeoff.png, dashboard-jobs.png")
 

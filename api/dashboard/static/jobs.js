@@ -13,7 +13,7 @@ function row(job) {
     el("td", {}, job.stage || ""),
     el("td", {}, el("progress", { max: "1", value: String(job.progress) }), ` ${Math.round(job.progress * 100)}%`),
     el("td", {}, job.status === "running" ? eta(job.eta_seconds) : ""),
-    el("td", { class: "wrap" }, String(job.request.model).slice(-40)),
+    el("td", { class: "model", title: String(job.request.model) }, String(job.request.model)),
     el("td", {}, taskName(job)),
     el("td", {}, compression(job)),
     el("td", {}, score ? `${score.name} ${score.student.toFixed(4)}` : ""),
