@@ -4,6 +4,7 @@ embedded broker) and the Postgres/Redis/S3 stack with a Celery worker."""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -216,7 +217,7 @@ def test_entry_point_plugs_into_xtc():
 
 # ---- the Postgres / Redis / S3 stack -------------------------------------------------------------
 
-def test_live_stack_submit_download_cancel_and_tenancy(live_url, keys, tiny_model_dir, tmp_path):
+def test_live_stack_submit_download_cancel_and_tenancy(live_url, keys, tiny_model_dir, small_glue, tmp_path):
     alice = base_env(XTC_SERVER=live_url, XTC_API_KEY=keys["alice"])
     bob = base_env(XTC_SERVER=live_url, XTC_API_KEY=keys["bob"])
     r = run_client("jobs", "submit", "--model", str(tiny_model_dir), "--task", "sst2", *SMOKE_ARGS,
@@ -232,9 +233,20 @@ def test_live_stack_submit_download_cancel_and_tenancy(live_url, keys, tiny_mode
                           4, "not found")
     assert job_id not in run_client("jobs", "list", "--json", env=bob).stdout
 
-    r = run_client("jobs", "submit", "--model", str(tiny_model_dir), "--task", "sst2", *LONG_ARGS, env=alice)
+    # Own train and dev files (JSONL), each uploaded with the column mapping, then cancelled mid-run.
+    files = {}
+    for split, n in (("train", 40), ("dev", 16)):
+        rows = (small_glue / "SST-2" / f"{split}.tsv").read_text().splitlines()[1: n + 1]
+        files[split] = tmp_path / f"{split}.jsonl"
+        files[split].write_text("".join(json.dumps({"text": t, "y": int(y)}) + "\n"
+                                        for t, y in (line.split("\t") for line in rows)))
+    r = run_client("jobs", "submit", "--model", str(tiny_model_dir), "--train", str(files["train"]),
+                   "--dev", str(files["dev"]), "--text-column", "text", "--label-column", "y", *LONG_ARGS,
+                   "--json", env=alice)
     assert r.rc == 0, r.stderr
-    long_id = r.stdout.strip()
+    task = r.json()["request"]["task"]
+    assert task["train_dataset"] != task["dev_dataset"] and task["columns"]["label"] == "y"
+    long_id = r.json()["id"]
     wait_status(alice, long_id, ("running",), stage="layer_reduction")
     assert run_client("jobs", "cancel", long_id, env=alice).rc == 0
     r = run_client("jobs", "watch", long_id, "--json", env=alice, timeout=60)
