@@ -5,9 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from .overrides import check_overrides
+
+
+def _no_nul(value: str) -> str:
+    # Postgres text cannot hold NUL, and no name, id or path legitimately contains one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
 
 
 class Strict(BaseModel):
@@ -15,14 +28,14 @@ class Strict(BaseModel):
 
 
 class Columns(Strict):
-    text: str
-    label: str
-    text_pair: str | None = None
+    text: Name
+    label: Name
+    text_pair: Name | None = None
 
 
 class DatasetTask(Strict):
-    train_dataset: str
-    dev_dataset: str
+    train_dataset: Name
+    dev_dataset: Name
     columns: Columns | None = None  # default: the mapping given when the train file was uploaded
     regression: bool | None = None
 
@@ -34,20 +47,41 @@ class Compression(Strict):
 
 
 class Training(Strict):
-    budget: str = "quick"
+    budget: Name = "quick"
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _typed_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_overrides(value)
 
 
 class JobCreate(Strict):
-    model: str = Field(min_length=1, max_length=500)
-    task: str | DatasetTask
+    model: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+    task: Name | DatasetTask
     compression: Compression = Field(default_factory=Compression)
     training: Training = Field(default_factory=Training)
 
     def fingerprint(self) -> str:
         """Hash of the normalized request: same meaning -> same hash, whatever the JSON spelling."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if isinstance(self.task, str):
+            data["task"] = normalized_task(self.task)
+        data["training"]["budget"] = self.training.budget.strip().lower()
+        data["model"] = self.model.strip()
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def normalized_task(name: str) -> str:
+    """"SST-2", "sst2" and " Sst-2 " are one task (unknown names are left for validation to refuse)."""
+    from xtc_core.errors import ConfigError
+    from xtc_core.tasks import get_task  # torch-free
+
+    try:
+        return get_task(name).name
+    except ConfigError:
+        return name.strip().lower()
 
 
 class ErrorInfo(BaseModel):

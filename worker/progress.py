@@ -29,8 +29,9 @@ def _clean(value: Any) -> Any:
 class ProgressWriter:
     """Writes at most one event per interval, plus one at every stage change, and moves the job row."""
 
-    def __init__(self, job_id: str, settings: Settings):
+    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None):
         self.job_id = job_id
+        self.attempt = attempt
         self.url = settings.database_url
         self.interval = settings.progress_interval_s
         self.started = time.monotonic()
@@ -57,13 +58,17 @@ class ProgressWriter:
         self.progress = max(self.progress, min(overall, 1.0))
         elapsed = now - self.started
         eta = elapsed / self.progress * (1 - self.progress) if self.progress >= 0.02 else None
+        message = event.message or None
+        if message and message.startswith("resumed at step") and (self.attempt or 1) > 1:
+            message += " after the worker was lost"
         loss = float(event.loss) if event.loss is not None and math.isfinite(float(event.loss)) else None
         with session_scope(self.url) as s:
             repo.record_progress(
                 s, self.job_id, stage=event.stage, progress=round(self.progress, 4),
                 eta=round(eta, 1) if eta is not None else None,
                 event={"step": event.step, "total": event.total, "loss": loss,
-                       "metrics": _clean(dict(event.metrics)) or None, "message": event.message or None},
+                       "metrics": _clean(dict(event.metrics)) or None, "message": message},
+                attempt=self.attempt,
             )
 
 
@@ -74,13 +79,14 @@ class StopCheck:
     solo pool that the embedded worker uses.
     """
 
-    def __init__(self, job_id: str, settings: Settings):
+    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None):
         self.job_id = job_id
+        self.attempt = attempt
         self.url = settings.database_url
         self.interval = settings.cancel_check_interval_s
         self.deadline = time.monotonic() + settings.job_soft_time_limit_s
         self.last_check = -math.inf
-        self.reason: str | None = None  # "cancelled" | "time_limit"
+        self.reason: str | None = None  # "cancelled" | "time_limit" | "lost" (another attempt owns it)
 
     def __call__(self) -> bool:
         if self.reason:
@@ -93,6 +99,5 @@ class StopCheck:
             return False
         self.last_check = now
         with session_scope(self.url) as s:
-            if repo.heartbeat_and_check_cancel(s, self.job_id):
-                self.reason = "cancelled"
+            self.reason = repo.check_job(s, self.job_id, self.attempt)
         return self.reason is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -58,9 +59,10 @@ def create_job(
         if existing is not None:
             response.status_code = 200
             return _replay(existing, fingerprint, idempotency_key)
-    stored = validate_job(session, tenant.id, body)
+    stored = validate_job(session, tenant.id, body, svc.settings.model_dirs)
     try:
         job = repo.create_job(session, tenant.id, stored, fingerprint, idempotency_key)
+        job.queue = svc.settings.queue  # the supervisor of this queue re-sends it if the message is lost
         session.commit()
     except IntegrityError:
         # Two requests with the same key raced; the loser answers with the winner's job.
@@ -74,10 +76,14 @@ def create_job(
     try:
         svc.queue.enqueue(job.id)
     except Exception as exc:
-        log.exception("enqueue failed for %s", job.id)
-        repo.mark_enqueue_failed(session, job.id, f"the job queue is unavailable: {type(exc).__name__}")
+        log.warning("enqueue failed for %s: %s", job.id, exc)
+        # Forget the job, so a retry with the same Idempotency-Key creates and runs it.
+        repo.discard_unqueued_job(session, job.id)
         session.commit()
-        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later") from None
+        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later",
+                       {"Retry-After": "5"}) from None
+    repo.mark_enqueued(session, job.id)
+    session.commit()
     JOBS_CREATED.inc()
     return job_out(job)
 
@@ -85,7 +91,8 @@ def create_job(
 @router.get("", response_model=JobList)
 def list_jobs(
     status: Status | None = None,
-    cursor: str | None = Query(default=None, max_length=64),
+    cursor: str | None = Query(default=None, pattern=r"^job_[0-9a-f]{24}$",
+                               description="next_cursor of the previous page"),
     limit: int = Query(default=20, ge=1, le=100),
     tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
@@ -110,11 +117,11 @@ def get_job(job_id: str, tenant: Principal = Depends(current_tenant),
 
 @router.post("/{job_id}/cancel", response_model=JobOut)
 def cancel_job(job_id: str, tenant: Principal = Depends(current_tenant),
-               session: Session = Depends(db_session)) -> JobOut:
+               session: Session = Depends(db_session), svc: Services = Depends(services)) -> JobOut:
     job = _job(session, tenant, job_id)
     if job.status in ("succeeded", "failed"):
         raise ApiError(409, "job_finished", f"job {job_id!r} already {job.status}; nothing to cancel")
-    job = repo.request_cancel(session, job)
+    job = repo.request_cancel(session, job, lease=timedelta(seconds=svc.settings.job_lease_s))
     session.commit()
     return job_out(job)
 
@@ -122,7 +129,7 @@ def cancel_job(job_id: str, tenant: Principal = Depends(current_tenant),
 @router.get("/{job_id}/events", response_model=EventList)
 def job_events(
     job_id: str,
-    after: int | None = Query(default=None, ge=0),
+    after: int | None = Query(default=None, ge=0, le=2**63 - 1),
     limit: int = Query(default=100, ge=1, le=1000),
     tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
