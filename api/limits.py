@@ -49,8 +49,9 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if "\x00" in path:
-            await error_response(400, "bad_request", "the path contains a NUL byte")(scope, receive, send)
+        query = scope.get("query_string", b"").lower()
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            await error_response(400, "bad_request", "the URL contains a NUL byte")(scope, receive, send)
             return
         headers = Headers(scope=scope)
         allowed, shown = self.limit_for(path)

@@ -43,7 +43,9 @@ class DatasetTask(Strict):
 class Compression(Strict):
     weight_bits: Literal[1, 2] = 1
     activation_bits: Literal[8] | None = 8
-    layers: int | list[int] | None = None
+    # A student depth, or teacher layers (0-based) to keep; bounded so no value overflows a column.
+    layers: Annotated[int, Field(ge=1, le=256)] | Annotated[
+        list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=1, max_length=256)] | None = None
 
 
 class Training(Strict):
