@@ -6,7 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from .db import repo
@@ -75,7 +76,14 @@ async def authenticate(app, header: str) -> Principal:
     return principal
 
 
-async def current_tenant(request: Request) -> Principal:
+# Declares the bearer scheme in the OpenAPI document; the header itself is read below (auto_error off, so
+# a missing key gets our JSON 401 rather than FastAPI's).
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer xtc_...`")
+
+
+async def current_tenant(
+    request: Request, _creds: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> Principal:
     # The request guard (api/limits.py) already checked the key of a request that carries a body.
     principal = getattr(request.state, "principal", None)
     if principal is not None:

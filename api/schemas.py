@@ -91,6 +91,28 @@ class ErrorInfo(BaseModel):
     message: str
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable: clients switch on it")
+    message: str
+    details: list[dict[str, Any]] | None = None
+    checks: dict[str, str] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: {"error": {"code": ..., "message": ...}}."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give."""
+    what = {400: "Malformed request (a NUL byte, a bad Content-Length)", 401: "Missing or invalid API key",
+            404: "Not found (or another tenant's)", 409: "Conflict with the current state",
+            413: "Request body too large", 415: "Unsupported upload format",
+            422: "Invalid request (the error names the field)", 503: "A dependency is unavailable"}
+    return {code: {"model": ErrorBody, "description": what[code]} for code in statuses}
+
+
 class JobOut(BaseModel):
     id: str
     status: str

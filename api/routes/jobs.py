@@ -17,11 +17,20 @@ from ..db.models import Job
 from ..deps import Services, db_session, services
 from ..errors import ApiError, not_found
 from ..metrics import JOBS_CREATED
-from ..schemas import ArtifactList, ArtifactOut, EventList, EventOut, JobCreate, JobList, JobOut
+from ..schemas import (
+    ArtifactList,
+    ArtifactOut,
+    EventList,
+    EventOut,
+    JobCreate,
+    JobList,
+    JobOut,
+    error_responses,
+)
 from ..validation import validate_job
 
 log = logging.getLogger("xtc.api")
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(400, 401, 404, 422))
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -44,7 +53,9 @@ def _replay(job: Job, fingerprint: str, key: str) -> JobOut:
     return job_out(job)
 
 
-@router.post("", status_code=201, response_model=JobOut)
+@router.post("", status_code=201, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "Replay of an earlier request with the same "
+                              "Idempotency-Key"}, **error_responses(409, 413, 503)})
 def create_job(
     body: JobCreate,
     response: Response,
@@ -115,7 +126,7 @@ def get_job(job_id: str, tenant: Principal = Depends(current_tenant),
     return job_out(_job(session, tenant, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(409, 413))
 def cancel_job(job_id: str, tenant: Principal = Depends(current_tenant),
                session: Session = Depends(db_session), svc: Services = Depends(services)) -> JobOut:
     job = _job(session, tenant, job_id)
@@ -154,7 +165,9 @@ def list_artifacts(job_id: str, tenant: Principal = Depends(current_tenant),
     ])
 
 
-@router.get("/{job_id}/artifacts/{name}")
+@router.get("/{job_id}/artifacts/{name}", response_class=StreamingResponse, responses={
+    200: {"description": "The file, streamed", "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}}, **error_responses(503)})
 def download_artifact(
     job_id: str, name: str, tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session), svc: Services = Depends(services),
