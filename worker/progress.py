@@ -10,6 +10,8 @@ from api.db import repo
 from api.db.session import session_scope
 from api.settings import Settings
 
+from .eta import EtaEstimator
+
 
 def _clean(value: Any) -> Any:
     """JSON-safe copy of a metrics dict (NaN/inf are not JSON; tensors should not leak in)."""
@@ -29,9 +31,11 @@ def _clean(value: Any) -> Any:
 class ProgressWriter:
     """Writes at most one event per interval, plus one at every stage change, and moves the job row."""
 
-    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None):
+    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None,
+                 estimator: EtaEstimator | None = None):
         self.job_id = job_id
         self.attempt = attempt
+        self.estimator = estimator
         self.url = settings.database_url
         self.interval = settings.progress_interval_s
         self.started = time.monotonic()
@@ -40,6 +44,7 @@ class ProgressWriter:
         self.progress = 0.0
 
     def __call__(self, event: Any) -> None:
+        measured = self.estimator.update(event) if self.estimator is not None else None
         now = time.monotonic()
         stage_changed = event.stage != self.stage
         if not stage_changed and now - self.last_write < self.interval:
@@ -57,7 +62,10 @@ class ProgressWriter:
         # Never move backwards: a stage that restarts from a resume point would look like a regression.
         self.progress = max(self.progress, min(overall, 1.0))
         elapsed = now - self.started
-        eta = elapsed / self.progress * (1 - self.progress) if self.progress >= 0.02 else None
+        if self.estimator is not None:
+            eta = measured
+        else:
+            eta = elapsed / self.progress * (1 - self.progress) if self.progress >= 0.02 else None
         message = event.message or None
         if message and message.startswith("resumed at step") and (self.attempt or 1) > 1:
             message += " after the worker was lost"
@@ -79,9 +87,11 @@ class StopCheck:
     solo pool that the embedded worker uses.
     """
 
-    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None):
+    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None,
+                 estimator: EtaEstimator | None = None):
         self.job_id = job_id
         self.attempt = attempt
+        self.estimator = estimator
         self.url = settings.database_url
         self.interval = settings.cancel_check_interval_s
         self.deadline = time.monotonic() + settings.job_soft_time_limit_s

@@ -18,6 +18,7 @@ from api.db.session import session_scope
 from api.settings import Settings
 from api.storage import Storage, storage_from_settings
 
+from .eta import EtaEstimator
 from .heartbeat import Heartbeat
 from .progress import ProgressWriter, StopCheck
 
@@ -120,7 +121,8 @@ def _compress(
         budget_name=preset,
         work_dir=str(work_dir),  # survives a worker restart, so a reclaimed job resumes
     )
-    result = compress(cfg, on_progress=ProgressWriter(job_id, settings, attempt), should_stop=stop)
+    progress = ProgressWriter(job_id, settings, attempt, EtaEstimator.from_training(cfg.training))
+    result = compress(cfg, on_progress=progress, should_stop=stop)
     artifacts = _upload(job_id, Path(result.output_dir), storage)
     return result.metrics, artifacts
 
