@@ -131,7 +131,7 @@ def _data_source(task: str | dict[str, Any], settings: Settings, storage: Storag
     from xtc_core.config import DataSource
 
     if isinstance(task, str):
-        return DataSource(task=task, glue_dir=settings.glue_dir)
+        return DataSource(task=task, glue_dir=glue_dir_or_hub(settings.glue_dir))
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     with session_scope(settings.database_url) as s:
@@ -150,6 +150,18 @@ def _data_source(task: str | dict[str, Any], settings: Settings, storage: Storag
         label_column=cols["label"], text_pair_column=cols.get("text_pair"),
         regression=bool(task.get("regression")),
     )
+
+
+def glue_dir_or_hub(glue_dir: str | None) -> str | None:
+    """The GLUE folder, or None (the hub) when it is missing or empty: compose mounts an empty folder
+    when the operator has no GLUE files, and the documented behaviour is then the hub."""
+    if not glue_dir:
+        return None
+    folder = Path(glue_dir).expanduser()
+    try:
+        return glue_dir if folder.is_dir() and any(folder.iterdir()) else None
+    except OSError:
+        return None
 
 
 def _sha256(path: Path) -> str:
