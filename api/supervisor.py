@@ -105,6 +105,11 @@ def _resend_due(job: Job, now: datetime, grace: timedelta) -> bool:
     return now - sent > max(grace, waited_before)
 
 
+def _ours(settings: Settings):
+    # Jobs of this supervisor's queue, and jobs created without one (code that inserts jobs directly).
+    return or_(Job.queue == settings.queue, Job.queue.is_(None))
+
+
 def sweep(settings: Settings, queue: Enqueuer) -> dict[str, int]:
     """One pass: expired `running` jobs and `queued` jobs whose message was lost. Returns counts."""
     now = utcnow()
@@ -113,7 +118,7 @@ def sweep(settings: Settings, queue: Enqueuer) -> dict[str, int]:
     counts = {"queued": 0, "failed": 0, "cancelled": 0, "resent": 0}
     to_send: list[str] = []
     with session_scope(settings.database_url) as s:
-        running = s.scalars(select(Job).where(Job.status == "running", Job.queue == settings.queue)).all()
+        running = s.scalars(select(Job).where(Job.status == "running", _ours(settings))).all()
         for job in running:
             hb = as_utc(job.heartbeat_at)
             if hb is not None and now - hb > lease:
@@ -129,7 +134,7 @@ def sweep(settings: Settings, queue: Enqueuer) -> dict[str, int]:
                     to_send.append(job.id)
     with session_scope(settings.database_url) as s:
         waiting = s.scalars(select(Job).where(
-            Job.status == "queued", Job.queue == settings.queue, Job.cancel_requested.is_(False),
+            Job.status == "queued", _ours(settings), Job.cancel_requested.is_(False),
             or_(Job.enqueued_at < now - grace, Job.enqueued_at.is_(None) & (Job.created_at < now - grace)),
         )).all()
         for job in waiting:
