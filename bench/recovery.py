@@ -4,11 +4,14 @@ Real Postgres (a fresh database, dropped at the end), Redis, Celery workers kill
 model training long enough to be killed mid-stage. Two cases:
   pool-child  prefork worker, its pool child killed: the redelivered message finds the dead pid on the
               same host and re-queues at once (no lease wait).
-  worker      solo worker killed outright, a replacement started at once: the replacement's supervisor
-              re-queues the job when the lease (XTC_JOB_LEASE_S, 60 s) has expired.
+  worker      solo worker killed outright, a replacement started at once on the same host: its supervisor
+              sees that the job's process is gone and re-queues at once.
+  other-host  the same, but the replacement runs under another hostname (its own UTS namespace, as a
+              worker on another machine would): it cannot check the pid, so the lease (XTC_JOB_LEASE_S,
+              60 s) has to expire first.
 Prints a table and writes bench/results/recovery.json.
 
-    .venv/bin/python bench/recovery.py
+    .venv/bin/python bench/recovery.py [pool-child] [worker] [other-host]
 """
 
 from __future__ import annotations
@@ -47,13 +50,15 @@ TRAINING = {"budget": "smoke", "overrides": {"reduction_steps": 100000, "quant_s
                                              "max_train_examples": 64, "max_eval_examples": 48}}
 
 
-def start_worker(settings: Settings, log: Path, pool: str) -> subprocess.Popen:
+def start_worker(settings: Settings, log: Path, pool: str, other_host: bool = False) -> subprocess.Popen:
     env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     out = open(log, "ab")  # noqa: SIM115 (kept open by the child)
-    proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                             f"--pool={pool}", "--concurrency=1", "-Q", settings.queue, "--loglevel=INFO",
-                             "--hostname", f"{log.stem}-{secrets.token_hex(2)}@%h"],
-                            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", f"--pool={pool}",
+           "--concurrency=1", "-Q", settings.queue, "--loglevel=INFO",
+           "--hostname", f"{log.stem}-{secrets.token_hex(2)}@%h"]
+    if other_host:  # needs root (CAP_SYS_ADMIN) for a UTS namespace of its own
+        cmd = ["unshare", "--uts", "sh", "-c", 'hostname xtc-other-host && exec "$@"', "sh", *cmd]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while b"job supervisor started" not in log.read_bytes():
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -104,8 +109,8 @@ def measure(case: str, settings: Settings, tenant_id: str, model: str, tmp: Path
         pid = int(row(settings, job_id).worker_id.rsplit(":", 1)[1])
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        if case == "worker":
-            procs.append(start_worker(settings, tmp / f"{case}-2.log", pool))
+        if case in ("worker", "other-host"):
+            procs.append(start_worker(settings, tmp / f"{case}-2.log", pool, other_host=case == "other-host"))
             replacement_ready = time.monotonic() - killed
         else:
             replacement_ready = 0.0
@@ -149,7 +154,7 @@ def main() -> None:
                             glue_dir=glue, model_dirs=tmp.name)
         with session_scope(url) as s:
             tenant_id = repo.get_or_create_tenant(s, "bench").id
-        for case in ("pool-child", "worker"):
+        for case in sys.argv[1:] or ("pool-child", "worker", "other-host"):
             results.append(measure(case, settings, tenant_id, str(model), Path(tmp.name)))
             print(results[-1], flush=True)
     finally:
