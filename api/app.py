@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import KeyCache
 from .dashboard import mount_dashboard
 from .db.session import session_factory
 from .deps import Services
-from .errors import error_response, install_error_handlers
+from .errors import install_error_handlers
+from .limits import RequestGuardMiddleware
 from .metrics import MetricsMiddleware
 from .queue import JobQueue
 from .routes import datasets, health, jobs
@@ -21,31 +21,6 @@ from .settings import Settings, get_settings
 from .storage import storage_from_settings
 
 log = logging.getLogger("xtc.api")
-
-# Room for the multipart envelope and form fields around the file itself.
-MULTIPART_OVERHEAD = 64 * 1024
-
-
-class UploadLimitMiddleware:
-    """Refuse an oversize upload from its Content-Length, before reading a byte of it.
-
-    Chunked uploads (no Content-Length) are still cut off by the route while it copies the file.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int):
-        self.app = app
-        self.limit = limit + MULTIPART_OVERHEAD
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit:
-                response = error_response(
-                    413, "payload_too_large",
-                    f"upload exceeds the limit of {self.limit - MULTIPART_OVERHEAD} bytes")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,7 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="XTC service", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(UploadLimitMiddleware, limit=settings.max_upload_bytes)
+    app.add_middleware(RequestGuardMiddleware, upload_limit=settings.max_upload_bytes,
+                       body_limit=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
     app.include_router(jobs.router)

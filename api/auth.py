@@ -6,7 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from .db import repo
@@ -50,24 +51,41 @@ class KeyCache:
             self._entries[key_hash] = (time.monotonic() + self.ttl, principal)
 
 
-def _lookup(request: Request, key: str) -> Principal | None:
-    with request.app.state.services.sessions() as session:
+def _lookup(app, key: str) -> Principal | None:
+    with app.state.services.sessions() as session:
         tenant = repo.tenant_for_key(session, key)
         return Principal(tenant.id, tenant.name) if tenant else None
 
 
-async def current_tenant(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
+async def authenticate(app, header: str) -> Principal:
+    """The tenant of an ``Authorization: Bearer <key>`` header value, or ApiError 401."""
     scheme, _, key = header.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise ApiError(401, "unauthorized", "missing API key: send 'Authorization: Bearer <key>'", _CHALLENGE)
-    cache: KeyCache = request.app.state.key_cache
+    if len(key) > 512 or "\x00" in key:
+        raise ApiError(401, "unauthorized", "invalid or revoked API key", _CHALLENGE)
+    cache: KeyCache = app.state.key_cache
     key_hash = repo.hash_key(key)
     principal = cache.get(key_hash)
     if principal is None:
-        principal = await run_in_threadpool(_lookup, request, key)
+        principal = await run_in_threadpool(_lookup, app, key)
         if principal is None:
             raise ApiError(401, "unauthorized", "invalid or revoked API key", _CHALLENGE)
         cache.put(key_hash, principal)
     return principal
+
+
+# Declares the bearer scheme in the OpenAPI document; the header itself is read below (auto_error off, so
+# a missing key gets our JSON 401 rather than FastAPI's).
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer xtc_...`")
+
+
+async def current_tenant(
+    request: Request, _creds: HTTPAuthorizationCredentials | None = Security(bearer),
+) -> Principal:
+    # The request guard (api/limits.py) already checked the key of a request that carries a body.
+    principal = getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal
+    return await authenticate(request.app, request.headers.get("authorization", ""))

@@ -14,11 +14,12 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 to expose it)."),
     port: int = typer.Option(8000, help="HTTP port."),
     data_dir: Path = typer.Option(Path("./xtc-data"), help="SQLite database, artifacts, broker, key."),
+    workers: int = typer.Option(1, min=1, max=64, help="API processes (the job worker is one more)."),
 ) -> None:
     """Run the API and a worker on this machine: SQLite, local files, no Redis/Postgres/Docker."""
     from .embedded import EmbeddedService
 
-    service = EmbeddedService(data_dir, host=host, port=port)
+    service = EmbeddedService(data_dir, host=host, port=port, workers=workers)
     key = service.prepare()
     typer.echo(f"XTC service on http://{host}:{port}  (data: {service.settings.data_dir})")
     typer.echo(f"API key for tenant 'local' (also in {Path(service.settings.data_dir) / 'api_key'}):")

@@ -119,9 +119,9 @@ class EmbeddedService:
     """Everything `xtc serve` runs. Tests use start()/stop(); the CLI uses serve_forever()."""
 
     def __init__(self, data_dir: str | Path = "./xtc-data", host: str = "127.0.0.1", port: int = 8000,
-                 **overrides):
+                 workers: int = 1, **overrides):
         self.settings = embedded_settings(data_dir, **overrides)
-        self.host, self.port = host, port
+        self.host, self.port, self.workers = host, port, workers
         self.api_key: str | None = None
         self.worker = WorkerProcess(self.settings, Path(self.settings.data_dir) / "worker.log")
         self._server = None
@@ -143,9 +143,25 @@ class EmbeddedService:
             self.prepare()
         self.worker.start()
         try:
-            uvicorn.run(create_app(self.settings), host=self.host, port=self.port, access_log=False)
+            if self.workers > 1:
+                self._run_processes(uvicorn)
+            else:
+                uvicorn.run(create_app(self.settings), host=self.host, port=self.port, access_log=False)
         finally:
             self.worker.stop()
+
+    def _run_processes(self, uvicorn) -> None:
+        """Several API processes: they read the settings from XTC_* variables (as the worker does) and
+        write their Prometheus samples to one folder that /metrics sums."""
+        import shutil
+
+        metrics_dir = Path(self.settings.data_dir) / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ.update(settings_env(self.settings))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        uvicorn.run("api.app:create_app", factory=True, host=self.host, port=self.port, access_log=False,
+                    workers=self.workers)
 
     def start(self) -> None:
         """Non-blocking variant for tests: the API in a thread, the worker as a subprocess."""

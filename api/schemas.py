@@ -5,9 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from .overrides import check_overrides
+
+
+def _no_nul(value: str) -> str:
+    # Postgres text cannot hold NUL, and no name, id or path legitimately contains one.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
 
 
 class Strict(BaseModel):
@@ -15,14 +28,14 @@ class Strict(BaseModel):
 
 
 class Columns(Strict):
-    text: str
-    label: str
-    text_pair: str | None = None
+    text: Name
+    label: Name
+    text_pair: Name | None = None
 
 
 class DatasetTask(Strict):
-    train_dataset: str
-    dev_dataset: str
+    train_dataset: Name
+    dev_dataset: Name
     columns: Columns | None = None  # default: the mapping given when the train file was uploaded
     regression: bool | None = None
 
@@ -30,29 +43,75 @@ class DatasetTask(Strict):
 class Compression(Strict):
     weight_bits: Literal[1, 2] = 1
     activation_bits: Literal[8] | None = 8
-    layers: int | list[int] | None = None
+    # A student depth, or teacher layers (0-based) to keep; bounded so no value overflows a column.
+    layers: Annotated[int, Field(ge=1, le=256)] | Annotated[
+        list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=1, max_length=256)] | None = None
 
 
 class Training(Strict):
-    budget: str = "quick"
+    budget: Name = "quick"
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("overrides")
+    @classmethod
+    def _typed_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_overrides(value)
 
 
 class JobCreate(Strict):
-    model: str = Field(min_length=1, max_length=500)
-    task: str | DatasetTask
+    model: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+    task: Name | DatasetTask
     compression: Compression = Field(default_factory=Compression)
     training: Training = Field(default_factory=Training)
 
     def fingerprint(self) -> str:
         """Hash of the normalized request: same meaning -> same hash, whatever the JSON spelling."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        data = self.model_dump(mode="json")
+        if isinstance(self.task, str):
+            data["task"] = normalized_task(self.task)
+        data["training"]["budget"] = self.training.budget.strip().lower()
+        data["model"] = self.model.strip()
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def normalized_task(name: str) -> str:
+    """"SST-2", "sst2" and " Sst-2 " are one task (unknown names are left for validation to refuse)."""
+    from xtc_core.errors import ConfigError
+    from xtc_core.tasks import get_task  # torch-free
+
+    try:
+        return get_task(name).name
+    except ConfigError:
+        return name.strip().lower()
 
 
 class ErrorInfo(BaseModel):
     code: str
     message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable: clients switch on it")
+    message: str
+    details: list[dict[str, Any]] | None = None
+    checks: dict[str, str] | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: {"error": {"code": ..., "message": ...}}."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error answers a route can give."""
+    what = {400: "Malformed request (a NUL byte, a bad Content-Length)", 401: "Missing or invalid API key",
+            404: "Not found (or another tenant's)", 409: "Conflict with the current state",
+            413: "Request body too large", 415: "Unsupported upload format",
+            416: "The requested byte range is outside the file",
+            422: "Invalid request (the error names the field)", 503: "A dependency is unavailable"}
+    return {code: {"model": ErrorBody, "description": what[code]} for code in statuses}
 
 
 class JobOut(BaseModel):

@@ -25,23 +25,40 @@ class Settings(BaseSettings):
 
     glue_dir: str | None = None  # GLUE files in the official layout; None: the hub (needs internet)
     work_dir: str = "./xtc-data/work"  # per-job resumable training state
+    # Server folders a request may name as its model, separated by ":" (like PATH). Empty: none; bundled
+    # models and hub ids are always allowed.
+    model_dirs: str = ""
 
-    max_upload_bytes: int = 50 * 1024 * 1024
+    max_upload_bytes: int = 50 * 1024 * 1024  # a dataset file
+    max_body_bytes: int = 1024 * 1024  # any other request body (job requests are a few hundred bytes)
     auth_cache_s: float = 30.0  # how long a valid key is remembered per API process (0: never)
 
-    # The longest job we accept. The broker's visibility timeout must exceed the hard limit, or
-    # Redis would hand a still-running job to a second worker.
+    # The longest job we accept (our own deadline in the worker, and Celery's limits for prefork).
     job_soft_time_limit_s: int = 6 * 3600
     job_hard_time_limit_s: int = 6 * 3600 + 300
-    # A `running` job whose heartbeat is older than this is presumed orphaned (worker killed) and a
-    # redelivered message may reclaim it and resume from its work dir.
-    job_lease_s: int = 900
+
+    # Supervision (docs/reliability.md). A running job's worker refreshes heartbeat_at every
+    # heartbeat_interval_s from a thread; a `running` job whose heartbeat is older than job_lease_s
+    # has lost its worker and is re-queued by the supervisor (a loop in every worker process).
+    heartbeat_interval_s: float = 5.0
+    job_lease_s: float = 60.0
+    supervisor_interval_s: float = 5.0
+    # A `queued` job not claimed this long after its id went to the broker is sent again (the
+    # message may have been lost, e.g. Redis restarted empty); the wait doubles at each resend so a
+    # long backlog is not flooded with duplicates (duplicates are harmless: the claim is conditional).
+    queued_grace_s: float = 120.0
+    # Claims a job may have; a job whose worker is lost this many times fails with `worker_lost`.
+    job_max_attempts: int = 3
+    # With the supervisor in charge, the broker's redelivery of an unacknowledged message is only a
+    # fast path; a redelivery of a still-running job is a harmless duplicate (the claim skips it).
+    broker_visibility_timeout_s: int = 3600
+
     progress_interval_s: float = 1.0  # at most one progress event per interval (plus stage changes)
     cancel_check_interval_s: float = 1.0  # how often should_stop reads the DB
 
     @property
     def visibility_timeout_s(self) -> int:
-        return self.job_hard_time_limit_s + 600
+        return self.broker_visibility_timeout_s
 
 
 @lru_cache

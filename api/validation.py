@@ -6,28 +6,24 @@ every mistake we can see without torch is reported now, as a 422 with a stable c
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from xtc_core.config import CompressConfig, DataSource, TrainingConfig, budget
-from xtc_core.errors import ConfigError, ModelLoadError
-from xtc_core.model_ref import parse_model_ref
+from xtc_core.config import CompressConfig, DataSource, budget
+from xtc_core.errors import ConfigError
 from xtc_core.tasks import get_task
 
 from .db import repo
 from .errors import ApiError
+from .model_refs import check_model_ref
 from .schemas import DatasetTask, JobCreate
 
 
-def validate_job(session: Session, tenant_id: str, body: JobCreate) -> dict[str, Any]:
+def validate_job(session: Session, tenant_id: str, body: JobCreate, model_dirs: str = "") -> dict[str, Any]:
     """Return the request as stored for the worker (dataset columns resolved), or raise ApiError."""
     stored = body.model_dump(mode="json")
-    try:
-        parse_model_ref(body.model)
-    except ModelLoadError as exc:
-        raise ApiError(422, "unknown_model", exc.message) from None
+    stored["model"] = check_model_ref(body.model, model_dirs)
 
     if isinstance(body.task, str):
         try:
@@ -44,31 +40,13 @@ def validate_job(session: Session, tenant_id: str, body: JobCreate) -> dict[str,
     try:
         training = budget(body.training.budget, **body.training.overrides)
         CompressConfig(
-            model=body.model, data=data, output_dir="unused", weight_bits=body.compression.weight_bits,
+            model=stored["model"], data=data, output_dir="unused", weight_bits=body.compression.weight_bits,
             activation_bits=body.compression.activation_bits, layers=body.compression.layers,
             training=training, budget_name=body.training.budget,
         ).validate()
     except ConfigError as exc:
         raise ApiError(422, "invalid_request", exc.message) from None
-    _check_override_types(body.training.overrides)
     return stored
-
-
-def _check_override_types(overrides: dict[str, Any]) -> None:
-    """Dataclasses do not check types; a string learning rate would only fail hours later on a GPU."""
-    annotations = {f.name: str(f.type) for f in dataclasses.fields(TrainingConfig)}
-    for name, value in overrides.items():
-        allowed = annotations[name]
-        ok = (
-            (value is None and "None" in allowed)
-            or (isinstance(value, bool) and "bool" in allowed)
-            or (type(value) is int and ("int" in allowed or "float" in allowed))
-            or (type(value) is float and "float" in allowed)
-            or (isinstance(value, str) and "str" in allowed)
-        )
-        if not ok:
-            raise ApiError(422, "invalid_request",
-                           f"training.overrides.{name}: expected {allowed}, got {value!r}")
 
 
 def _resolve_datasets(session: Session, tenant_id: str, task: DatasetTask) -> dict[str, Any]:

@@ -4,7 +4,10 @@ Starts everything on loopback: a fresh Postgres database (dropped at the end), u
 in its own process, and for the second part a real Celery worker on Redis. Prints a table and writes
 bench/results/load_jobs.json.
 
-    .venv/bin/python bench/load_jobs.py [--seconds 10] [--concurrency 16] [--jobs 5]
+    .venv/bin/python bench/load_jobs.py [--seconds 10] [--concurrency 16] [--jobs 5] [--processes 1,4]
+
+The GET load runs once per API process count in --processes (uvicorn --workers, Prometheus in
+multiprocess mode as deployed), so the table compares 1 and N processes on the same machine.
 """
 
 from __future__ import annotations
@@ -141,7 +144,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--jobs", type=int, default=5, help="POST -> running samples (0: skip)")
+    parser.add_argument("--processes", default="1,4", help="API process counts to compare")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    counts = [int(n) for n in args.processes.split(",") if n.strip()]
 
     run = secrets.token_hex(4)
     db = f"xtc_bench_{run}"
@@ -164,14 +170,26 @@ def main() -> None:
             job = repo.create_job(s, tenant.id, request, "0" * 64, None)
             job_id = job.id
         env = {**os.environ, **settings_env(settings), "PYTHONPATH": str(ROOT)}
-        port = free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log"], env=env, cwd=ROOT))
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/healthz")
-
-        load = asyncio.run(hammer(base, key, job_id, args.seconds, args.concurrency, args.max_requests))
+        loads = {}
+        for n in counts:
+            metrics_dir = Path(tmp.name) / f"prom-{n}"
+            metrics_dir.mkdir()
+            port = free_port()
+            api = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", "127.0.0.1",
+                 "--port", str(port), "--log-level", "warning", "--no-access-log", "--workers", str(n)],
+                env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, cwd=ROOT)
+            procs.append(api)
+            base = f"http://127.0.0.1:{port}"
+            wait_http(f"{base}/healthz")
+            time.sleep(1.0 if n > 1 else 0)  # every process up, not just the first
+            loads[n] = asyncio.run(hammer(base, key, job_id, args.seconds, args.concurrency,
+                                          args.max_requests))
+            if n != counts[-1]:
+                api.terminate()
+                api.wait(20)
+                procs.remove(api)
+        load = loads[counts[0]]
         latency = None
         if args.jobs:
             log = open(Path(tmp.name) / "worker.log", "wb")  # closed with the process
@@ -198,25 +216,29 @@ def main() -> None:
         tmp.cleanup()
 
     result = {
-        "benchmark": "load_jobs", "endpoint": "GET /jobs/{id}", "database": "postgres", "server":
-        "uvicorn, 1 process", "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "load": load, "post_to_running": latency,
+        "benchmark": "load_jobs", "endpoint": "GET /jobs/{id}", "database": "postgres",
+        "server": f"uvicorn, {counts[0]} process(es)",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average": os.getloadavg()},
+        "load": load, "load_by_processes": {str(n): v for n, v in loads.items()}, "post_to_running": latency,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nGET /jobs/{{id}}: {load['concurrency']} concurrent clients for {load['seconds']} s "
-          f"(uvicorn, 1 process, Postgres, {os.cpu_count()} CPUs shared with the load generator)")
-    header = ("requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms")
+          f"(uvicorn, Postgres, {os.cpu_count()} CPUs shared with the load generator; "
+          f"load average before: {os.getloadavg()[0]:.1f})")
+    header = ("processes", "requests", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms")
     print(" ".join(f"{h:>9}" for h in header))
-    row = (load["requests"], load["errors"], load["rps"], load["p50_ms"], load["p90_ms"], load["p99_ms"],
-           load["max_ms"])
-    print(" ".join(f"{v:>9}" for v in row))
+    for n, one in loads.items():
+        row = (n, one["requests"], one["errors"], one["rps"], one["p50_ms"], one["p90_ms"], one["p99_ms"],
+               one["max_ms"])
+        print(" ".join(f"{v:>9}" for v in row))
     if latency:
         print(f"\nPOST /jobs -> running with an idle worker ({latency['jobs']} jobs): "
               f"client-observed p50 {latency['observed_p50_ms']} ms {latency['observed_ms']}, "
               f"server created->started p50 {latency['server_p50_ms']} ms")
-    print(f"\nwrote {OUT.relative_to(ROOT)}")
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from api.db import repo
 from api.db.session import session_scope
 from api.settings import Settings
 
+from .eta import EtaEstimator
+
 
 def _clean(value: Any) -> Any:
     """JSON-safe copy of a metrics dict (NaN/inf are not JSON; tensors should not leak in)."""
@@ -29,8 +31,11 @@ def _clean(value: Any) -> Any:
 class ProgressWriter:
     """Writes at most one event per interval, plus one at every stage change, and moves the job row."""
 
-    def __init__(self, job_id: str, settings: Settings):
+    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None,
+                 estimator: EtaEstimator | None = None):
         self.job_id = job_id
+        self.attempt = attempt
+        self.estimator = estimator
         self.url = settings.database_url
         self.interval = settings.progress_interval_s
         self.started = time.monotonic()
@@ -39,6 +44,7 @@ class ProgressWriter:
         self.progress = 0.0
 
     def __call__(self, event: Any) -> None:
+        measured = self.estimator.update(event) if self.estimator is not None else None
         now = time.monotonic()
         stage_changed = event.stage != self.stage
         if not stage_changed and now - self.last_write < self.interval:
@@ -56,14 +62,21 @@ class ProgressWriter:
         # Never move backwards: a stage that restarts from a resume point would look like a regression.
         self.progress = max(self.progress, min(overall, 1.0))
         elapsed = now - self.started
-        eta = elapsed / self.progress * (1 - self.progress) if self.progress >= 0.02 else None
+        if self.estimator is not None:
+            eta = measured
+        else:
+            eta = elapsed / self.progress * (1 - self.progress) if self.progress >= 0.02 else None
+        message = event.message or None
+        if message and message.startswith("resumed at step") and (self.attempt or 1) > 1:
+            message += " after the worker was lost"
         loss = float(event.loss) if event.loss is not None and math.isfinite(float(event.loss)) else None
         with session_scope(self.url) as s:
             repo.record_progress(
                 s, self.job_id, stage=event.stage, progress=round(self.progress, 4),
                 eta=round(eta, 1) if eta is not None else None,
                 event={"step": event.step, "total": event.total, "loss": loss,
-                       "metrics": _clean(dict(event.metrics)) or None, "message": event.message or None},
+                       "metrics": _clean(dict(event.metrics)) or None, "message": message},
+                attempt=self.attempt,
             )
 
 
@@ -74,13 +87,16 @@ class StopCheck:
     solo pool that the embedded worker uses.
     """
 
-    def __init__(self, job_id: str, settings: Settings):
+    def __init__(self, job_id: str, settings: Settings, attempt: int | None = None,
+                 estimator: EtaEstimator | None = None):
         self.job_id = job_id
+        self.attempt = attempt
+        self.estimator = estimator
         self.url = settings.database_url
         self.interval = settings.cancel_check_interval_s
         self.deadline = time.monotonic() + settings.job_soft_time_limit_s
         self.last_check = -math.inf
-        self.reason: str | None = None  # "cancelled" | "time_limit"
+        self.reason: str | None = None  # "cancelled" | "time_limit" | "lost" (another attempt owns it)
 
     def __call__(self) -> bool:
         if self.reason:
@@ -93,6 +109,5 @@ class StopCheck:
             return False
         self.last_check = now
         with session_scope(self.url) as s:
-            if repo.heartbeat_and_check_cancel(s, self.job_id):
-                self.reason = "cancelled"
+            self.reason = repo.check_job(s, self.job_id, self.attempt)
         return self.reason is not None

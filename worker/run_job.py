@@ -18,6 +18,8 @@ from api.db.session import session_scope
 from api.settings import Settings
 from api.storage import Storage, storage_from_settings
 
+from .eta import EtaEstimator
+from .heartbeat import Heartbeat
 from .progress import ProgressWriter, StopCheck
 
 log = logging.getLogger("xtc.worker")
@@ -28,60 +30,79 @@ class StorageFailure(Exception):
 
 
 def run_job(job_id: str, settings: Settings, storage: Storage | None = None) -> str:
-    """Returns the final status, or "skipped" when the job was not ours to run."""
+    """Returns the final status, "skipped" when the job was not ours to run, or "lost" when another
+    attempt took it over while this one ran (this one then leaves its state alone)."""
+    from api.supervisor import reclaim_if_local_worker_died, this_worker_id
+
+    attempt = _claim(job_id, settings, this_worker_id())
+    if attempt is None and reclaim_if_local_worker_died(settings, job_id):
+        # Redelivered after our host's previous worker process was killed mid-job: resume now.
+        attempt = _claim(job_id, settings, this_worker_id())
+    if attempt is None:
+        # A duplicate delivery, a cancelled or finished job, or a job a live worker holds: do nothing.
+        log.info("job %s not claimable (redelivered, cancelled or finished); skipping", job_id)
+        return "skipped"
     with session_scope(settings.database_url) as s:
-        if not repo.claim_job(s, job_id, lease=timedelta(seconds=settings.job_lease_s)):
-            # A redelivered message, a cancelled job, or a job another worker holds: do nothing.
-            log.info("job %s not claimable (redelivered, cancelled or finished); skipping", job_id)
-            return "skipped"
         request = dict(repo.load_job(s, job_id).request)
     storage = storage or storage_from_settings(settings)
-    stop = StopCheck(job_id, settings)
+    stop = StopCheck(job_id, settings, attempt)
     work_dir = Path(settings.work_dir).expanduser().resolve() / job_id
-    try:
-        with tempfile.TemporaryDirectory(prefix=f"xtc-{job_id}-") as tmp:
-            metrics, artifacts = _compress(job_id, request, settings, storage, stop, work_dir, Path(tmp))
-        with session_scope(settings.database_url) as s:
-            repo.finish_succeeded(s, job_id, metrics=metrics, artifacts=artifacts)
-        status = "succeeded"
-    except Exception as exc:
-        status = _record_failure(job_id, settings, exc, stop)
-    if status != "running":
+    with Heartbeat(job_id, attempt, settings):
+        try:
+            with tempfile.TemporaryDirectory(prefix=f"xtc-{job_id}-") as tmp:
+                metrics, artifacts = _compress(job_id, request, settings, storage, stop, work_dir, Path(tmp),
+                                               attempt)
+            with session_scope(settings.database_url) as s:
+                ours = repo.finish_succeeded(s, job_id, metrics=metrics, artifacts=artifacts, attempt=attempt)
+            status = "succeeded" if ours else "lost"
+        except Exception as exc:
+            status = _record_failure(job_id, settings, exc, stop, attempt)
+    if status not in ("running", "lost"):
         shutil.rmtree(work_dir, ignore_errors=True)  # resume state is only useful to an unfinished job
     return status
 
 
-def _record_failure(job_id: str, settings: Settings, exc: Exception, stop: StopCheck) -> str:
+def _claim(job_id: str, settings: Settings, worker_id: str) -> int | None:
+    with session_scope(settings.database_url) as s:
+        return repo.claim_job(s, job_id, lease=timedelta(seconds=settings.job_lease_s), worker_id=worker_id,
+                              max_attempts=settings.job_max_attempts)
+
+
+def _record_failure(job_id: str, settings: Settings, exc: Exception, stop: StopCheck,
+                    attempt: int | None = None) -> str:
     from xtc_core.errors import Cancelled, XTCError
 
+    if isinstance(exc, Cancelled) and stop.reason == "lost":
+        log.warning("job %s was taken over by another attempt; this run stops", job_id)
+        return "lost"
     with session_scope(settings.database_url) as s:
         if isinstance(exc, Cancelled) and stop.reason == "time_limit":
             repo.finish_failed(s, job_id, code="time_limit_exceeded",
                                message=f"the job ran longer than {settings.job_soft_time_limit_s} s; "
-                                       "choose a smaller budget or fewer training examples")
+                                       "choose a smaller budget or fewer training examples", attempt=attempt)
             return "failed"
         if isinstance(exc, Cancelled):
-            repo.finish_cancelled(s, job_id)
+            repo.finish_cancelled(s, job_id, attempt=attempt)
             return "cancelled"
         if isinstance(exc, XTCError):
             log.warning("job %s failed: %s: %s", job_id, exc.code, exc.message)
-            repo.finish_failed(s, job_id, code=exc.code, message=exc.message)
+            repo.finish_failed(s, job_id, code=exc.code, message=exc.message, attempt=attempt)
             return "failed"
         if isinstance(exc, StorageFailure):
             log.exception("job %s: artifact storage failed", job_id)
-            repo.finish_failed(s, job_id, code=exc.code, message=str(exc))
+            repo.finish_failed(s, job_id, code=exc.code, message=str(exc), attempt=attempt)
             return "failed"
         log.exception("job %s crashed", job_id)
         summary = f"{type(exc).__name__}: {exc}"[:500]
         repo.finish_failed(s, job_id, code="internal_error",
                            message=f"unexpected error in the worker ({summary}); the operator's log has "
-                                   "the details")
+                                   "the details", attempt=attempt)
         return "failed"
 
 
 def _compress(
     job_id: str, request: dict[str, Any], settings: Settings, storage: Storage, stop: StopCheck,
-    work_dir: Path, tmp: Path,
+    work_dir: Path, tmp: Path, attempt: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from xtc_core.config import CompressConfig, budget
     from xtc_core.pipeline import compress
@@ -100,7 +121,8 @@ def _compress(
         budget_name=preset,
         work_dir=str(work_dir),  # survives a worker restart, so a reclaimed job resumes
     )
-    result = compress(cfg, on_progress=ProgressWriter(job_id, settings), should_stop=stop)
+    progress = ProgressWriter(job_id, settings, attempt, EtaEstimator.from_training(cfg.training))
+    result = compress(cfg, on_progress=progress, should_stop=stop)
     artifacts = _upload(job_id, Path(result.output_dir), storage)
     return result.metrics, artifacts
 
@@ -109,7 +131,7 @@ def _data_source(task: str | dict[str, Any], settings: Settings, storage: Storag
     from xtc_core.config import DataSource
 
     if isinstance(task, str):
-        return DataSource(task=task, glue_dir=settings.glue_dir)
+        return DataSource(task=task, glue_dir=glue_dir_or_hub(settings.glue_dir))
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     with session_scope(settings.database_url) as s:
@@ -128,6 +150,18 @@ def _data_source(task: str | dict[str, Any], settings: Settings, storage: Storag
         label_column=cols["label"], text_pair_column=cols.get("text_pair"),
         regression=bool(task.get("regression")),
     )
+
+
+def glue_dir_or_hub(glue_dir: str | None) -> str | None:
+    """The GLUE folder, or None (the hub) when it is missing or empty: compose mounts an empty folder
+    when the operator has no GLUE files, and the documented behaviour is then the hub."""
+    if not glue_dir:
+        return None
+    folder = Path(glue_dir).expanduser()
+    try:
+        return glue_dir if folder.is_dir() and any(folder.iterdir()) else None
+    except OSError:
+        return None
 
 
 def _sha256(path: Path) -> str:

@@ -99,6 +99,11 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Supervision (see docs/reliability.md): when the job id was last handed to the broker, and which
+    # worker process ("host:pid") holds the current attempt.
+    enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
+    queue: Mapped[str | None] = mapped_column(String(200), default=None)  # the broker queue it goes to
+    worker_id: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class JobEvent(Base):

@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import ApiKey, Artifact, Dataset, Job, JobEvent, Tenant, utcnow
@@ -78,8 +78,11 @@ def list_jobs(s: Session, tenant_id: str, *, status: str | None, cursor: str | N
     return list(s.scalars(q.order_by(Job.id.desc()).limit(limit)))
 
 
-def request_cancel(s: Session, job: Job) -> Job:
-    """Queued jobs are cancelled at once; running ones get a flag the worker polls via should_stop."""
+def request_cancel(s: Session, job: Job, *, lease: timedelta | None = None) -> Job:
+    """Queued jobs are cancelled at once; running ones get a flag the worker polls via should_stop.
+
+    A running job whose lease has expired has no worker left to see the flag: it ends now.
+    """
     now = utcnow()
     done = s.execute(
         update(Job).where(Job.id == job.id, Job.status == "queued")
@@ -89,17 +92,26 @@ def request_cancel(s: Session, job: Job) -> Job:
         s.add(JobEvent(job_id=job.id, kind="status", status="cancelled", message="cancelled before start"))
     else:
         s.execute(update(Job).where(Job.id == job.id, Job.status == "running").values(cancel_requested=True))
+        if lease is not None:
+            orphaned = s.execute(
+                update(Job).where(Job.id == job.id, Job.status == "running", Job.heartbeat_at < now - lease)
+                .values(status="cancelled", finished_at=now, eta_seconds=None, worker_id=None)
+            ).rowcount
+            if orphaned:
+                s.add(JobEvent(job_id=job.id, kind="status", status="cancelled",
+                               message="cancelled; its worker had been lost"))
     s.refresh(job)
     return job
 
 
-def mark_enqueue_failed(s: Session, job_id: str, message: str) -> None:
-    done = s.execute(
-        update(Job).where(Job.id == job_id, Job.status == "queued")
-        .values(status="failed", error_code="queue_unavailable", error_message=message, finished_at=utcnow())
-    ).rowcount
-    if done:
-        s.add(JobEvent(job_id=job_id, kind="status", status="failed", message=message))
+def mark_enqueued(s: Session, job_id: str) -> None:
+    s.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
+
+
+def discard_unqueued_job(s: Session, job_id: str) -> None:
+    """The broker refused the job: forget it, so a retry with the same Idempotency-Key runs."""
+    s.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+    s.execute(delete(Job).where(Job.id == job_id, Job.status == "queued"))
 
 
 def list_events(s: Session, job_id: str, *, after: int | None, limit: int) -> list[JobEvent]:
@@ -137,26 +149,38 @@ def get_dataset_unscoped(s: Session, dataset_id: str) -> Dataset | None:
 
 # ---- jobs (worker side) -------------------------------------------------------------------------
 
-def claim_job(s: Session, job_id: str, *, lease: timedelta) -> bool:
+def claim_job(s: Session, job_id: str, *, lease: timedelta, worker_id: str | None = None,
+              max_attempts: int | None = None) -> int | None:
     """queued -> running, or reclaim a `running` job whose worker stopped heart-beating.
 
     A conditional UPDATE, so two deliveries of the same message cannot both win; a cancelled or
-    finished job is never touched.
+    finished job is never touched. Returns the attempt number, the token every later write of this
+    run carries (a worker that lost its job can then no longer touch it), or None.
     """
     now = utcnow()
+    conditions = [Job.id == job_id, Job.cancel_requested.is_(False),
+                  or_(Job.status == "queued", (Job.status == "running") & (Job.heartbeat_at < now - lease))]
+    if max_attempts is not None:
+        conditions.append(Job.attempts < max_attempts)
     claimed = s.execute(
-        update(Job)
-        .where(
-            Job.id == job_id,
-            Job.cancel_requested.is_(False),
-            or_(Job.status == "queued",
-                (Job.status == "running") & (Job.heartbeat_at < now - lease)),
-        )
-        .values(status="running", started_at=now, heartbeat_at=now, attempts=Job.attempts + 1)
+        update(Job).where(*conditions)
+        .values(status="running", started_at=func.coalesce(Job.started_at, now), heartbeat_at=now,
+                attempts=Job.attempts + 1, worker_id=worker_id)
     ).rowcount
-    if claimed:
-        s.add(JobEvent(job_id=job_id, kind="status", status="running", message="claimed by a worker"))
-    return bool(claimed)
+    if not claimed:
+        return None
+    attempt = s.scalar(select(Job.attempts).where(Job.id == job_id))
+    message = "claimed by a worker" if attempt == 1 else \
+        f"claimed by a worker (attempt {attempt}); resuming from the work folder"
+    s.add(JobEvent(job_id=job_id, kind="status", status="running", message=message))
+    return attempt
+
+
+def _ours(job_id: str, attempt: int | None) -> list:
+    conditions = [Job.id == job_id, Job.status == "running"]
+    if attempt is not None:
+        conditions.append(Job.attempts == attempt)
+    return conditions
 
 
 def load_job(s: Session, job_id: str) -> Job | None:
@@ -164,45 +188,61 @@ def load_job(s: Session, job_id: str) -> Job | None:
 
 
 def record_progress(
-    s: Session, job_id: str, *, stage: str, progress: float, eta: float | None, event: dict[str, Any] | None
+    s: Session, job_id: str, *, stage: str, progress: float, eta: float | None, event: dict[str, Any] | None,
+    attempt: int | None = None,
 ) -> None:
-    values: dict[str, Any] = dict(stage=stage, progress=progress, eta_seconds=eta, heartbeat_at=utcnow())
+    # Progress never moves backwards, across resumed attempts too.
+    values: dict[str, Any] = dict(stage=stage, eta_seconds=eta, heartbeat_at=utcnow(),
+                                  progress=case((Job.progress > progress, Job.progress), else_=progress))
     if event is not None and (event.get("metrics") or event.get("loss") is not None):
         values["latest_metrics"] = {"stage": stage, "step": event.get("step"), "loss": event.get("loss"),
                                     **(event.get("metrics") or {})}
-    s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(**values))
-    if event is not None:
+    done = s.execute(update(Job).where(*_ours(job_id, attempt)).values(**values)).rowcount
+    if done and event is not None:
         s.add(JobEvent(job_id=job_id, kind="progress", stage=stage, **event))
 
 
-def heartbeat_and_check_cancel(s: Session, job_id: str) -> bool:
-    """Refresh the lease and say whether the job should stop (cancel asked, or no longer ours)."""
-    s.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=utcnow()))
-    row = s.execute(select(Job.status, Job.cancel_requested).where(Job.id == job_id)).one_or_none()
-    return row is None or row.cancel_requested or row.status != "running"
+def heartbeat(s: Session, job_id: str, attempt: int | None = None) -> bool:
+    """Refresh the lease; False when the job is no longer this attempt's to run."""
+    return bool(s.execute(update(Job).where(*_ours(job_id, attempt)).values(heartbeat_at=utcnow())).rowcount)
+
+
+def check_job(s: Session, job_id: str, attempt: int | None = None) -> str | None:
+    """Refresh the lease and say why the run should stop: "cancelled", "lost" (not ours) or None."""
+    if not heartbeat(s, job_id, attempt):
+        row = s.execute(select(Job.status, Job.cancel_requested).where(Job.id == job_id)).one_or_none()
+        return "cancelled" if row is not None and row.cancel_requested else "lost"
+    cancel = s.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+    return "cancelled" if cancel else None
+
+
+def heartbeat_and_check_cancel(s: Session, job_id: str, attempt: int | None = None) -> bool:
+    return check_job(s, job_id, attempt) is not None
 
 
 def finish_succeeded(
-    s: Session, job_id: str, *, metrics: dict[str, Any], artifacts: list[dict[str, Any]]
-) -> None:
+    s: Session, job_id: str, *, metrics: dict[str, Any], artifacts: list[dict[str, Any]],
+    attempt: int | None = None,
+) -> bool:
     """Artifacts, metrics and the final state together: a reader never sees half a result."""
     now = utcnow()
     done = s.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running")
+        update(Job).where(*_ours(job_id, attempt))
         .values(status="succeeded", metrics=metrics, progress=1.0, eta_seconds=0.0, stage="done",
                 finished_at=now, heartbeat_at=now)
     ).rowcount
     if not done:
-        return  # no longer ours (reclaimed after a lost lease): the other run records its result
+        return False  # no longer ours (reclaimed after a lost lease): the other run records its result
     s.execute(delete(Artifact).where(Artifact.job_id == job_id))  # a resumed run replaces old rows
     for art in artifacts:
         s.add(Artifact(job_id=job_id, **art))
     s.add(JobEvent(job_id=job_id, kind="status", status="succeeded", metrics=metrics, message="done"))
+    return True
 
 
-def finish_failed(s: Session, job_id: str, *, code: str, message: str) -> None:
+def finish_failed(s: Session, job_id: str, *, code: str, message: str, attempt: int | None = None) -> None:
     done = s.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running")
+        update(Job).where(*_ours(job_id, attempt))
         .values(status="failed", error_code=code, error_message=message, eta_seconds=None,
                 finished_at=utcnow())
     ).rowcount
@@ -210,9 +250,9 @@ def finish_failed(s: Session, job_id: str, *, code: str, message: str) -> None:
         s.add(JobEvent(job_id=job_id, kind="status", status="failed", message=f"{code}: {message}"))
 
 
-def finish_cancelled(s: Session, job_id: str) -> None:
+def finish_cancelled(s: Session, job_id: str, attempt: int | None = None) -> None:
     done = s.execute(
-        update(Job).where(Job.id == job_id, Job.status == "running")
+        update(Job).where(*_ours(job_id, attempt))
         .values(status="cancelled", eta_seconds=None, finished_at=utcnow())
     ).rowcount
     if done:

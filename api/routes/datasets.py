@@ -16,9 +16,9 @@ from ..db import repo
 from ..db.models import Dataset, new_id
 from ..deps import Services, db_session, services
 from ..errors import ApiError, not_found
-from ..schemas import DatasetOut
+from ..schemas import DatasetOut, error_responses
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], responses=error_responses(400, 401, 404, 422))
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
 
@@ -37,7 +37,7 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"upload exceeds the limit of {limit} bytes")
 
 
-@router.post("", status_code=201, response_model=DatasetOut)
+@router.post("", status_code=201, response_model=DatasetOut, responses=error_responses(413, 415, 503))
 def upload_dataset(
     file: UploadFile = File(...),
     text_column: str = Form(...),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Depends, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from sqlalchemy import text
 
 from ..deps import Services, services
 from ..errors import error_response
+from ..schemas import error_responses
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=error_responses(400))
 
 
 @router.get("/healthz")
@@ -17,7 +20,7 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 def readyz(svc: Services = Depends(services)):
     checks: dict[str, str] = {}
     try:
@@ -36,6 +39,13 @@ def readyz(svc: Services = Depends(services)):
     return error_response(503, "not_ready", "a dependency is unavailable", checks=checks)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {
+    "description": "Prometheus text exposition format",
+    "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several API processes: each writes its samples to files there; any one of them sums them all.
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -17,11 +18,20 @@ from ..deps import Services, db_session, services
 from ..errors import ApiError, not_found
 from ..metrics import JOBS_CREATED
 from ..ranges import parse_range
-from ..schemas import ArtifactList, ArtifactOut, EventList, EventOut, JobCreate, JobList, JobOut
+from ..schemas import (
+    ArtifactList,
+    ArtifactOut,
+    EventList,
+    EventOut,
+    JobCreate,
+    JobList,
+    JobOut,
+    error_responses,
+)
 from ..validation import validate_job
 
 log = logging.getLogger("xtc.api")
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(400, 401, 404, 422))
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -44,7 +54,9 @@ def _replay(job: Job, fingerprint: str, key: str) -> JobOut:
     return job_out(job)
 
 
-@router.post("", status_code=201, response_model=JobOut)
+@router.post("", status_code=201, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "Replay of an earlier request with the same "
+                              "Idempotency-Key"}, **error_responses(409, 413, 503)})
 def create_job(
     body: JobCreate,
     response: Response,
@@ -59,9 +71,10 @@ def create_job(
         if existing is not None:
             response.status_code = 200
             return _replay(existing, fingerprint, idempotency_key)
-    stored = validate_job(session, tenant.id, body)
+    stored = validate_job(session, tenant.id, body, svc.settings.model_dirs)
     try:
         job = repo.create_job(session, tenant.id, stored, fingerprint, idempotency_key)
+        job.queue = svc.settings.queue  # the supervisor of this queue re-sends it if the message is lost
         session.commit()
     except IntegrityError:
         # Two requests with the same key raced; the loser answers with the winner's job.
@@ -75,10 +88,14 @@ def create_job(
     try:
         svc.queue.enqueue(job.id)
     except Exception as exc:
-        log.exception("enqueue failed for %s", job.id)
-        repo.mark_enqueue_failed(session, job.id, f"the job queue is unavailable: {type(exc).__name__}")
+        log.warning("enqueue failed for %s: %s", job.id, exc)
+        # Forget the job, so a retry with the same Idempotency-Key creates and runs it.
+        repo.discard_unqueued_job(session, job.id)
         session.commit()
-        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later") from None
+        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later",
+                       {"Retry-After": "5"}) from None
+    repo.mark_enqueued(session, job.id)
+    session.commit()
     JOBS_CREATED.inc()
     return job_out(job)
 
@@ -86,7 +103,8 @@ def create_job(
 @router.get("", response_model=JobList)
 def list_jobs(
     status: Status | None = None,
-    cursor: str | None = Query(default=None, max_length=64),
+    cursor: str | None = Query(default=None, pattern=r"^job_[0-9a-f]{24}$",
+                               description="next_cursor of the previous page"),
     limit: int = Query(default=20, ge=1, le=100),
     tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
@@ -109,13 +127,13 @@ def get_job(job_id: str, tenant: Principal = Depends(current_tenant),
     return job_out(_job(session, tenant, job_id))
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(409, 413))
 def cancel_job(job_id: str, tenant: Principal = Depends(current_tenant),
-               session: Session = Depends(db_session)) -> JobOut:
+               session: Session = Depends(db_session), svc: Services = Depends(services)) -> JobOut:
     job = _job(session, tenant, job_id)
     if job.status in ("succeeded", "failed"):
         raise ApiError(409, "job_finished", f"job {job_id!r} already {job.status}; nothing to cancel")
-    job = repo.request_cancel(session, job)
+    job = repo.request_cancel(session, job, lease=timedelta(seconds=svc.settings.job_lease_s))
     session.commit()
     return job_out(job)
 
@@ -123,7 +141,7 @@ def cancel_job(job_id: str, tenant: Principal = Depends(current_tenant),
 @router.get("/{job_id}/events", response_model=EventList)
 def job_events(
     job_id: str,
-    after: int | None = Query(default=None, ge=0),
+    after: int | None = Query(default=None, ge=0, le=2**63 - 1),
     limit: int = Query(default=100, ge=1, le=1000),
     tenant: Principal = Depends(current_tenant),
     session: Session = Depends(db_session),
@@ -148,7 +166,12 @@ def list_artifacts(job_id: str, tenant: Principal = Depends(current_tenant),
     ])
 
 
-@router.get("/{job_id}/artifacts/{name}")
+@router.get("/{job_id}/artifacts/{name}", response_class=StreamingResponse, responses={
+    200: {"description": "The file, streamed", "content": {"application/octet-stream": {
+        "schema": {"type": "string", "format": "binary"}}}},
+    206: {"description": "The requested byte range (Range, If-Range), streamed", "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    **error_responses(416, 503)})
 def download_artifact(
     job_id: str, name: str,
     range_: str | None = Header(default=None, alias="range"),

@@ -84,6 +84,7 @@ def _settings(pg_url: str, s3: dict[str, str], small_glue: Path, tmp: Path, queu
         s3_access_key=s3["key"], s3_secret_key=s3["secret"], glue_dir=str(small_glue),
         work_dir=str(tmp / "work"), data_dir=str(tmp), max_upload_bytes=20_000,
         progress_interval_s=0.2, cancel_check_interval_s=0.2,
+        model_dirs=str(tmp.parent),  # the tests' model folders live under the session's temp root
     )
 
 

@@ -22,7 +22,8 @@ def free_port() -> int:
 
 def test_embedded_service_full_flow(tmp_path, tiny_model_dir, small_glue):
     service = EmbeddedService(tmp_path / "data", port=free_port(), glue_dir=str(small_glue),
-                              progress_interval_s=0.2, cancel_check_interval_s=0.2)
+                              progress_interval_s=0.2, cancel_check_interval_s=0.2,
+                              model_dirs=str(tiny_model_dir.parent))
     service.start()
     try:
         key_file = tmp_path / "data" / "api_key"

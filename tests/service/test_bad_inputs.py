@@ -1,0 +1,105 @@
+"""Every bad input is a 4xx with a stable code: never a 500, never a silent empty answer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from sqlalchemy import func, select
+
+from api.db.models import Job
+from api.db.session import session_scope
+
+from .support import RUN, job_body
+
+
+def code(r) -> str:
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    assert "Traceback" not in r.text
+    return r.json()["error"]["code"]
+
+
+@pytest.mark.parametrize(("method", "url", "expected"), [
+    ("GET", "/jobs/job_%00x", "bad_request"),
+    ("GET", "/jobs/job_x/events?after=1%00", "bad_request"),
+    ("GET", "/jobs?cursor=job_%00", "bad_request"),
+    ("GET", "/datasets/ds_%00", "bad_request"),
+    ("GET", "/jobs/job_x/artifacts/a%00b", "bad_request"),
+    ("GET", f"/jobs/job_x/events?after={2**63}", "invalid_request"),
+    ("GET", "/jobs/job_x/events?after=-1", "invalid_request"),
+    ("GET", "/jobs?cursor=garbage", "invalid_request"),
+    ("GET", "/jobs?cursor=" + "a" * 5000, "invalid_request"),
+    ("GET", "/jobs?limit=100000000000000000000000", "invalid_request"),
+])
+def test_bad_urls(alice_idle, method, url, expected):
+    assert code(alice_idle.request(method, url)) == expected
+
+
+def count_jobs(settings) -> int:
+    with session_scope(settings.database_url) as s:
+        return s.scalar(select(func.count()).select_from(Job))
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"model": "~nosuchuser/x"}, "unknown_model"),
+    ({"model": "~/x"}, "unknown_model"),
+    ({"model": "a" * 300}, "invalid_request"),
+    ({"model": "/" + "a" * 250}, "unknown_model"),
+    ({"model": "bert\u0000base"}, "invalid_request"),
+    ({"task": "sst2\u0000"}, "invalid_request"),
+    ({"task": {"train_dataset": "ds_\u0000", "dev_dataset": "ds_x"}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"batch_size": 0}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"lr": -1}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"lr": "1e-4"}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"reduction_steps": 1.5}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"batch_size": None}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"warmup_ratio": 1}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"max_seq_length": 2**40}}}, "invalid_request"),
+    ({"compression": {"layers": 2**70}}, "invalid_request"),
+])
+def test_bad_job_requests_are_refused_before_anything_is_queued(alice_idle, idle_settings, tiny_model_dir,
+                                                                  change, expected):
+    before = count_jobs(idle_settings)
+    r = alice_idle.post("/jobs", json={**job_body(tiny_model_dir), **change})
+    assert r.status_code == 422, r.text
+    assert code(r) == expected
+    if "overrides" in json.dumps(change):
+        assert "training.overrides" in r.json()["error"]["message"]
+    assert count_jobs(idle_settings) == before
+
+
+def test_task_spelling_is_one_request_for_idempotency(alice_idle, tiny_model_dir):
+    headers = {"Idempotency-Key": f"spelling-{RUN}"}
+    first = alice_idle.post("/jobs", json=job_body(tiny_model_dir, task="sst2"), headers=headers)
+    again = alice_idle.post("/jobs", json=job_body(tiny_model_dir, task="SST-2"), headers=headers)
+    assert first.status_code == 201 and again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    lr = {"budget": "smoke", "overrides": {"lr": 1, "max_train_examples": 32}}
+    lr_float = {"budget": "smoke", "overrides": {"max_train_examples": 32, "lr": 1.0}}
+    headers = {"Idempotency-Key": f"numbers-{RUN}"}
+    first = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=lr), headers=headers)
+    again = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=lr_float), headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+
+
+def test_model_folders_only_from_the_model_directories(alice_idle, tiny_model_dir, tmp_path_factory):
+    # A real model folder outside the configured directories is refused like a missing one.
+    outside = tmp_path_factory.getbasetemp().parent / f"xtc-outside-{RUN}"
+    shutil.copytree(tiny_model_dir, outside / "model")
+    try:
+        answers = {}
+        refs = ("/etc", "/root/.ssh", "/no/such/folder", str(outside / "model"), "../" + tiny_model_dir.name,
+                str(tiny_model_dir.parent / ".." / ".." / ".." / "etc"))
+        for ref in refs:
+            r = alice_idle.post("/jobs", json=job_body(ref))
+            assert r.status_code == 422 and code(r) == "unknown_model", r.text
+            answers[ref] = r.json()["error"]["message"].replace(repr(ref), "REF")
+        assert len(set(answers.values())) == 1, answers  # the same answer whatever is on disk
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+    # Inside the model directories: a model folder is accepted and stored resolved.
+    r = alice_idle.post("/jobs", json=job_body(tiny_model_dir))
+    assert r.status_code == 201 and r.json()["request"]["model"] == str(tiny_model_dir.resolve())
+    r = alice_idle.post("/jobs", json=job_body(tiny_model_dir.parent))
+    assert r.status_code == 422 and "config.json" in r.json()["error"]["message"]
