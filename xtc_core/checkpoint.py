@@ -9,6 +9,7 @@ safetensors only: nothing is unpickled.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,12 @@ WEIGHTS = "model.safetensors"
 XTC_META = "xtc.json"
 METRICS = "metrics.json"
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+# config.json's model_type: stock loaders (AutoConfig, AutoModel*, pipeline) refuse an unknown type with
+# an error that quotes it, so the quoted type tells the user which loader to use. The real type is kept
+# under STOCK_TYPE_KEY. A stock model class would otherwise build the architecture and fill every
+# packed weight with random values (the packed tensors have other names), returning garbage silently.
+PACKED_MODEL_TYPE = "xtc-packed (load it with xtc_core.load_compressed, or `xtc export --format hf`)"
+STOCK_TYPE_KEY = "xtc_model_type"
 
 
 def export_tensors(model: nn.Module, quantized: dict[str, dict],
@@ -55,11 +62,66 @@ def save_compressed(model: nn.Module, tokenizer, out_dir: str | Path, *, meta: d
     out.mkdir(parents=True, exist_ok=True)
     tensors = export_tensors(model, meta["quantized"], meta["float_storage"])
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt", "xtc_format": str(FORMAT_VERSION)})
-    model.config.save_pretrained(out)
+    write_packed_config(model.config, out, (meta.get("task") or {}).get("labels"))
     tokenizer.save_pretrained(out)
     full_meta = {"format_version": FORMAT_VERSION, "library_version": __version__, **meta}
     (out / XTC_META).write_text(json.dumps(full_meta, indent=2, sort_keys=True))
+    uniform_permissions(out)
     return out
+
+
+def labelled_config(config, labels) -> dict[str, Any]:
+    """The stock config as a dict, with id2label/label2id from the task's labels (CSV neg/pos stays
+    neg/pos; a regression head keeps its single output)."""
+    data = config.to_dict()
+    data.pop("_name_or_path", None)  # the teacher's local path means nothing to whoever downloads this
+    if labels and len(labels) == data.get("num_labels", len(data.get("id2label", {}))):
+        data["id2label"] = {str(i): str(name) for i, name in enumerate(labels)}
+        data["label2id"] = {str(name): i for i, name in enumerate(labels)}
+    data["architectures"] = [type_name_for(data["model_type"])]
+    return data
+
+
+def write_packed_config(config, out: Path, labels) -> None:
+    data = labelled_config(config, labels)
+    data[STOCK_TYPE_KEY] = data["model_type"]
+    data["model_type"] = PACKED_MODEL_TYPE
+    data["architectures"] = ["XTCPackedCheckpoint"]
+    (out / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def type_name_for(model_type: str) -> str:
+    from transformers import AutoModelForSequenceClassification
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return AutoModelForSequenceClassification._model_mapping[CONFIG_MAPPING[model_type]].__name__
+
+
+def stock_config(path: str | Path):
+    """The transformers config of a checkpoint (packed or an older plain one)."""
+    from transformers import AutoConfig
+
+    data = json.loads((Path(path) / "config.json").read_text())
+    model_type = data.pop(STOCK_TYPE_KEY, None) or data["model_type"]
+    data.pop("model_type", None)
+    data["architectures"] = [type_name_for(model_type)]
+    return AutoConfig.for_model(model_type, **data)
+
+
+def uniform_permissions(folder: Path) -> None:
+    """Every file of the artifact gets the mode a plain file gets under the process umask (safetensors
+    writes 0600, the JSON writers 0644 under the usual umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
+
+
+def default_work_dir(output_dir: str | Path) -> Path:
+    """Training state for ``--out DIR`` lives beside it (``.DIR.xtc-work``), never inside the artifact."""
+    out = Path(output_dir).resolve()
+    return out.parent / f".{out.name}.xtc-work"
 
 
 def write_metrics(out_dir: str | Path, metrics: dict[str, Any]) -> None:
@@ -105,10 +167,10 @@ def load_state(path: str | Path, meta: dict[str, Any]) -> dict[str, torch.Tensor
 def load_compressed(path: str | Path, device: str | torch.device | None = None):
     """A stock transformers *ForSequenceClassification whose outputs equal the training-time
     fake-quantized student exactly: dequantized weights plus the same 8-bit activation hooks."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     meta = read_meta(path)
-    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    config = stock_config(path)
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
     state = load_state(path, meta)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -129,4 +191,24 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None):
 def load_tokenizer(path: str | Path):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    # the stock config is passed so the tokenizer does not read config.json's packed model type
+    return AutoTokenizer.from_pretrained(path, config=stock_config(path), trust_remote_code=False)
+
+
+def load_quantized(path: str | Path, meta: dict[str, Any]):
+    """For exporters: {name: (int8 codes shaped like the weight, fp32 scale per row)} for quantized
+    weights and {name: numpy array as stored} for the rest. Groups are blocks of whole rows
+    (``quant.groups_for``), so a per-group scale expands to one scale per row exactly."""
+    quantized = meta["quantized"]
+    codes: dict[str, tuple] = {}
+    floats: dict[str, Any] = {}
+    with safe_open(str(Path(path) / WEIGHTS), framework="pt") as f:
+        for name, spec in quantized.items():
+            shape = tuple(int(d) for d in f.get_tensor(f"{name}.qshape").tolist())
+            c = unpack_codes(f.get_tensor(f"{name}.qweight"), spec["bits"], shape)
+            scales = f.get_tensor(f"{name}.qscale").float()
+            codes[name] = (c.numpy(), scales.repeat_interleave(shape[0] // scales.numel()).numpy())
+        for key in f.keys():
+            if not key.endswith((".qweight", ".qscale", ".qshape")):
+                floats[key] = f.get_tensor(key).numpy()
+    return codes, floats
