@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -21,7 +22,7 @@ from torch import nn
 from . import __version__
 from .errors import CheckpointError
 from .packing import pack_codes, unpack_codes
-from .quant import add_activation_quant, dequantize_weight, quantize_weight
+from .quant import dequantize_weight, fake_quantize_activation, quantize_weight
 from .student import plain_state
 
 FORMAT_VERSION = 1
@@ -29,6 +30,8 @@ WEIGHTS = "model.safetensors"
 XTC_META = "xtc.json"
 METRICS = "metrics.json"
 _DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+INT8_CODES, INT8_SCALES = ".i8weight", ".i8scale"  # a float matrix stored at 8 bits (storage8)
+PACKED_SUFFIXES = (".qweight", ".qscale", ".qshape", INT8_CODES, INT8_SCALES)
 # config.json's model_type: stock loaders (AutoConfig, AutoModel*, pipeline) refuse an unknown type with
 # an error that quotes it, so the quoted type tells the user which loader to use. The real type is kept
 # under STOCK_TYPE_KEY. A stock model class would otherwise build the architecture and fill every
@@ -157,35 +160,81 @@ def load_state(path: str | Path, meta: dict[str, Any]) -> dict[str, torch.Tensor
             codes = unpack_codes(f.get_tensor(f"{name}.qweight"), spec["bits"], shape)
             state[name] = dequantize_weight(codes, f.get_tensor(f"{name}.qscale").float(), spec["groups"])
         for key in keys:
-            if key.endswith((".qweight", ".qscale", ".qshape")):
+            if key.endswith(PACKED_SUFFIXES):
+                if key.endswith(INT8_CODES):  # an 8-bit stored float matrix (storage8)
+                    name = key[: -len(INT8_CODES)]
+                    state[name] = dequantize_rows(f.get_tensor(key), f.get_tensor(name + INT8_SCALES))
                 continue
             tensor = f.get_tensor(key)
             state[key] = tensor.float() if tensor.is_floating_point() else tensor
     return state
 
 
+def dequantize_rows(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """int8 codes x one fp32 scale per row, in fp32 (storage8's 8-bit float matrices)."""
+    return codes.float() * scales.float()[:, None]
+
+
+class ActQuantLinear(nn.Linear):
+    """A Linear whose input goes through ``quant.fake_quantize_activation`` inside forward: the training
+    hook's exact math without a forward-pre-hook and an autograd Function per call. Same parameters
+    and state-dict keys as nn.Linear, so the model stays a stock transformers model otherwise."""
+
+    act_bits: int = 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(fake_quantize_activation(x, self.act_bits), self.weight, self.bias)
+
+
 def load_compressed(path: str | Path, device: str | torch.device | None = None):
     """A stock transformers *ForSequenceClassification whose outputs equal the training-time
-    fake-quantized student exactly: dequantized weights plus the same 8-bit activation hooks."""
+    fake-quantized student exactly: dequantized weights, and each quantized Linear quantizes its input
+    (8-bit per token) in its forward. The model is built without allocating random weights first and
+    the loaded tensors become its parameters, so memory stays at the fp32 student's."""
     from transformers import AutoModelForSequenceClassification
 
     meta = read_meta(path)
     config = stock_config(path)
-    model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
     state = load_state(path, meta)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
         raise CheckpointError(f"{path}: tensors do not match the config (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")
+    _materialize_buffers(model)
     if meta.get("activation_bits"):
         modules = dict(model.named_modules())
         for name in meta["quantized"]:
             module = modules[name.rsplit(".", 1)[0]]
-            if isinstance(module, nn.Linear):
-                add_activation_quant(module, meta["activation_bits"])
+            if type(module) is nn.Linear:
+                module.__class__ = ActQuantLinear
+                module.act_bits = int(meta["activation_bits"])
+                module._xtc_act_bits = module.act_bits
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def _materialize_buffers(model: nn.Module) -> None:
+    """Non-persistent buffers (not in the checkpoint) were created on the meta device: rebuild them as
+    the stock constructors do (position ids 0..n-1, token type ids 0)."""
+    for module_name, module in model.named_modules():
+        for name, buf in list(module.named_buffers(recurse=False)):
+            if not buf.is_meta:
+                continue
+            if name == "position_ids":
+                value = torch.arange(buf.shape[-1], dtype=buf.dtype).expand(buf.shape)
+            elif name == "token_type_ids":
+                value = torch.zeros(buf.shape, dtype=buf.dtype)
+            else:
+                raise CheckpointError(f"cannot rebuild buffer {module_name}.{name} of this architecture")
+            persistent = name not in module._non_persistent_buffers_set
+            module.register_buffer(name, value.clone() if name == "position_ids" else value,
+                                   persistent=persistent)
+    leftover = [n for n, p in model.named_parameters() if p.is_meta]
+    if leftover:
+        raise CheckpointError(f"checkpoint lacks tensors {leftover[:3]}")
 
 
 def load_tokenizer(path: str | Path):
@@ -209,6 +258,9 @@ def load_quantized(path: str | Path, meta: dict[str, Any]):
             scales = f.get_tensor(f"{name}.qscale").float()
             codes[name] = (c.numpy(), scales.repeat_interleave(shape[0] // scales.numel()).numpy())
         for key in f.keys():
-            if not key.endswith((".qweight", ".qscale", ".qshape")):
+            if key.endswith(INT8_CODES):
+                name = key[: -len(INT8_CODES)]
+                floats[name] = dequantize_rows(f.get_tensor(key), f.get_tensor(name + INT8_SCALES)).numpy()
+            elif not key.endswith(PACKED_SUFFIXES):
                 floats[key] = f.get_tensor(key).numpy()
     return codes, floats

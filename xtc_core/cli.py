@@ -213,12 +213,19 @@ def inspect(
     for t in report["tensors"]:
         table.add_row(t["name"], str(t["bits"]), "x".join(map(str, t["shape"])), f"{t['bytes']:,}")
     Console().print(table)
+    where = Table(title="where the bytes go")
+    for col in ("kind", "bytes", "share"):
+        where.add_column(col)
+    for kind, nbytes in report.get("bytes_by_kind", {}).items():
+        where.add_row(kind, f"{nbytes:,}", f"{100 * nbytes / max(1, report['payload_bytes']):.1f}%")
+    Console().print(where)
 
 
 @app.command("export")
 def export_(
     path: Path = typer.Argument(..., help="compressed checkpoint folder"),
-    format_: str = typer.Option("onnx", "--format", help="onnx (integer graph + tokenizer) or hf (dense)"),
+    format_: str = typer.Option("onnx", "--format",
+                                help="onnx (integer graph + tokenizer), hf (dense), packed8 (8-bit floats)"),
     out: Path = typer.Option(..., "--out", help="output folder"),
     max_length: int = typer.Option(None, help="runtime default max tokens (default: the training length)"),
     json_out: bool = typer.Option(False, "--json", help="print a summary as JSON"),

@@ -291,3 +291,24 @@ def describe(out_dir: str | Path) -> dict[str, Any]:
     out = Path(out_dir)
     return {"path": str(out), "model_bytes": (out / ONNX_MODEL).stat().st_size,
             **json.loads((out / RUNTIME_META).read_text())}
+
+
+ONNX_ARCHIVE = "model-onnx.zip"
+
+
+def export_onnx_archive(ckpt: str | Path, archive: str | Path) -> Path | None:
+    """The ONNX export as one zip (model.onnx, tokenizer, xtc_runtime.json) for a service artifact;
+    None when the architecture has no ONNX exporter yet (the checkpoint itself is still the result)."""
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory(prefix="xtc-onnx-") as tmp:
+        try:
+            folder = export_onnx(ckpt, tmp)
+        except ConfigError:
+            return None
+        archive = Path(archive)
+        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(folder.iterdir()):
+                zf.write(path, path.name)
+    return archive

@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-FORMATS = ("onnx", "hf")
+FORMATS = ("onnx", "hf", "packed8")
 
 
 def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, *, max_length: int | None = None
@@ -23,6 +23,13 @@ def export_checkpoint(ckpt: str | Path, fmt: str, out: str | Path, *, max_length
 
         export_onnx(ckpt, out, max_length=max_length)
         info = describe(out)
+    elif fmt == "packed8":
+        from .inspect import inspect_checkpoint
+        from .storage8 import repack_floats_8bit
+
+        repack_floats_8bit(ckpt, out)
+        report = inspect_checkpoint(out)
+        info = {"path": str(out), "ratio": report["ratio"], "bytes_by_kind": report["bytes_by_kind"]}
     else:
         from .export_hf import export_hf
 

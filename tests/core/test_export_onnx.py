@@ -99,9 +99,11 @@ def test_graph_computes_quantized_linears_on_integers(tmp_path, tiny_model_dir):
     opts.profile_file_prefix = str(tmp_path / "prof")
     sess = ort.InferenceSession(str(out / "model.onnx"), opts, providers=["CPUExecutionProvider"])
     ids = np.full((2, 9), 1037, dtype=np.int64)
-    sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    sess.run(None, feeds)
     events = json.loads(open(sess.end_profiling()).read())
-    kernels = Counter(e["args"]["op_name"] for e in events if e.get("cat") == "Node" and "op_name" in e["args"])
+    kernels = Counter(e["args"]["op_name"] for e in events
+                      if e.get("cat") == "Node" and "op_name" in e["args"])
     assert kernels["MatMulInteger"] >= 4 * layers and kernels["QuantizeLinear"] >= 4 * layers
 
 
@@ -156,3 +158,17 @@ def test_regression_head_gives_scores(tmp_path, glue_dir):
     assert all(p.label is None and p.probabilities is None for p in preds)
     expected = reference_logits(ckpt, rows)[:, 0]
     assert np.abs(np.array([p.score for p in preds]) - expected).max() < 1e-3
+
+
+def test_onnx_archive_is_a_deployable_folder(tmp_path, tiny_model_dir):
+    import zipfile
+
+    from xtc_core.export_onnx import export_onnx_archive, sha256_file
+
+    ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=1, groups=1, act_bits=8)
+    archive = export_onnx_archive(ckpt, tmp_path / "model-onnx.zip")
+    zipfile.ZipFile(archive).extractall(tmp_path / "deploy")
+    meta = json.loads((tmp_path / "deploy" / "xtc_runtime.json").read_text())
+    assert meta["model_sha256"] == sha256_file(tmp_path / "deploy" / "model.onnx")
+    assert meta["labels"] == ["neg", "pos"] and meta["max_length"] == 64
+    assert Predictor(tmp_path / "deploy").predict(["fine"])[0].label in ("neg", "pos")
