@@ -5,7 +5,8 @@
 For each checkpoint: logits from ``load_compressed`` (PyTorch, the recorded metric's model) and from
 the ONNX export through ``xtc_core.runtime.Predictor``; reports the share of equal predictions (goal
 >= 99.8%), both accuracies (goal: within 0.1 point), the max |logit difference|, and the accuracy of
-the dense ``--format hf`` export under stock transformers (no activation quantization). Writes
+the dense ``--format hf`` export under stock transformers (no activation quantization) and of the
+``packed8`` rewrite (float matrices at 8 bits). Writes
 bench/results/onnx_agreement[_TAG].json and .md.
 """
 
@@ -47,7 +48,9 @@ def measure(ckpt: Path, rows) -> dict:
     from xtc_core.checkpoint import load_compressed, load_tokenizer, read_meta
     from xtc_core.export_hf import export_hf
     from xtc_core.export_onnx import export_onnx
+    from xtc_core.inspect import inspect_checkpoint
     from xtc_core.runtime import Predictor
+    from xtc_core.storage8 import repack_floats_8bit
 
     meta = read_meta(ckpt)
     max_length, batch_size = meta["eval"]["max_seq_length"], meta["eval"]["batch_size"]
@@ -60,8 +63,13 @@ def measure(ckpt: Path, rows) -> dict:
         hf = export_hf(ckpt, Path(tmp) / "hf")
         dense = AutoModelForSequenceClassification.from_pretrained(hf, attn_implementation="eager").eval()
         hf_logits = torch_logits(dense, AutoTokenizer.from_pretrained(hf), rows, max_length, batch_size)
+        packed8 = repack_floats_8bit(ckpt, Path(tmp) / "packed8")
+        p8_model = load_compressed(packed8)
+        p8_logits = torch_logits(p8_model, load_tokenizer(packed8), rows, max_length, batch_size)
+        p8_ratio = inspect_checkpoint(packed8)["ratio"]
     acc = {name: float((x.argmax(1) == labels).mean() * 100) for name, x in
-           (("load_compressed", ref), ("onnx", got), ("hf_dense_no_act_quant", hf_logits))}
+           (("load_compressed", ref), ("onnx", got), ("hf_dense_no_act_quant", hf_logits),
+            ("packed8", p8_logits))}
     return {
         "checkpoint": str(ckpt), "weight_bits": meta["weight_bits"],
         "weight_groups": meta.get("weight_groups"), "layers": len(meta["teacher_layers"]),
@@ -69,6 +77,8 @@ def measure(ckpt: Path, rows) -> dict:
         "equal_predictions_pct": float((ref.argmax(1) == got.argmax(1)).mean() * 100),
         "accuracy": acc, "accuracy_diff_onnx": acc["onnx"] - acc["load_compressed"],
         "accuracy_diff_hf_dense": acc["hf_dense_no_act_quant"] - acc["load_compressed"],
+        "accuracy_diff_packed8": acc["packed8"] - acc["load_compressed"],
+        "ratio": inspect_checkpoint(ckpt)["ratio"], "ratio_packed8": p8_ratio,
         "max_abs_logit_diff": float(np.abs(ref - got).max()),
         "max_abs_logit": float(np.abs(ref).max()),
         "onnx_model_bytes": onnx_bytes,
@@ -93,13 +103,15 @@ def main() -> None:
         print(json.dumps(res))
         results.append(res)
     lines = ["| checkpoint | W | groups | layers | equal predictions | acc load_compressed | acc ONNX | "
-             "max abs logit diff | acc hf dense (no act. quant) |", "|---|---|---|---|---|---|---|---|---|"]
+             "max abs logit diff | acc hf dense (no act. quant) | acc packed8 (ratio) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a = r["accuracy"]
         lines.append(f"| {Path(r['checkpoint']).name} | {r['weight_bits']} | {r['weight_groups']} | "
                      f"{r['layers']} | "
                      f"{r['equal_predictions_pct']:.2f}% | {a['load_compressed']:.2f} | {a['onnx']:.2f} | "
-                     f"{r['max_abs_logit_diff']:.2e} | {a['hf_dense_no_act_quant']:.2f} |")
+                     f"{r['max_abs_logit_diff']:.2e} | {a['hf_dense_no_act_quant']:.2f} | "
+                     f"{a['packed8']:.2f} ({r['ratio']:.1f}x -> {r['ratio_packed8']:.1f}x) |")
     suffix = f"_{args.tag}" if args.tag else ""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"onnx_agreement{suffix}.json").write_text(json.dumps(results, indent=2))
