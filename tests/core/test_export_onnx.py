@@ -137,6 +137,16 @@ def test_runtime_imports_and_predicts_without_torch(tmp_path, tiny_model_dir):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    # and so does `xtc predict` on an exported folder
+    cli = ("import sys\n"
+           "from typer.testing import CliRunner\n"
+           "from xtc_core.cli import app\n"
+           f"r = CliRunner().invoke(app, ['predict', {str(out)!r}, '--text', 'a charming movie', '--json'])\n"
+           "assert r.exit_code == 0, r.output\n"
+           "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers'))\n"
+           "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_regression_head_gives_scores(tmp_path, glue_dir):
