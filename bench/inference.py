@@ -248,6 +248,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.paths_json)
         return
+    load_at_start = os.getloadavg()
     rounds = args.rounds or (3 if args.quick else 9)
     n_real = 8 if args.quick else 32
     keys = args.models.split(",")
@@ -268,7 +269,7 @@ def main() -> None:
                                                             / one["w2l6_onnx"]["b1x128"])
     if "w1l3_onnx" in mem:
         goals["runtime RSS MB, W1 ONNX (goal <= 120)"] = mem["w1l3_onnx"]["rss_mb"]
-    result = {"rounds": rounds, "real_sentences": n_real, "cpu": _cpu(), "load_avg_at_start": os.getloadavg(),
+    result = {"rounds": rounds, "real_sentences": n_real, "cpu": _cpu(), "load_avg_at_start": load_at_start,
               "onnxruntime": _version("onnxruntime"), "torch": _version("torch"),
               "checkpoints": {"w1l3": str(paths["w1l3"]), "w2l6": str(paths["w2l6"])},
               "latency_ms": lat, "memory": mem, "goals": goals}

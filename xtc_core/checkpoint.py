@@ -9,6 +9,7 @@ safetensors only: nothing is unpickled.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,7 @@ def save_compressed(model: nn.Module, tokenizer, out_dir: str | Path, *, meta: d
     return out
 
 
-def labelled_config(config, labels) -> dict[str, Any]:
+def labelled_config(config, labels, architecture: str | None = None) -> dict[str, Any]:
     """The stock config as a dict, with id2label/label2id from the task's labels (CSV neg/pos stays
     neg/pos; a regression head keeps its single output)."""
     data = config.to_dict()
@@ -81,23 +82,33 @@ def labelled_config(config, labels) -> dict[str, Any]:
     if labels and len(labels) == data.get("num_labels", len(data.get("id2label", {}))):
         data["id2label"] = {str(i): str(name) for i, name in enumerate(labels)}
         data["label2id"] = {str(name): i for i, name in enumerate(labels)}
-    data["architectures"] = [type_name_for(data["model_type"])]
+    data["architectures"] = [architecture or _head_class_name(data)]
     return data
 
 
+def _head_class_name(data: dict) -> str:
+    """The *ForSequenceClassification class a stock loader would build, from the config's own record
+    (no lookup in transformers' auto tables: that imports every model module, ~120 MB)."""
+    for name in data.get("architectures") or []:
+        if name.endswith("ForSequenceClassification"):
+            return name
+    return "ForSequenceClassification"
+
+
 def write_packed_config(config, out: Path, labels) -> None:
-    data = labelled_config(config, labels)
+    data = labelled_config(config, labels, "XTCPackedCheckpoint")
     data[STOCK_TYPE_KEY] = data["model_type"]
     data["model_type"] = PACKED_MODEL_TYPE
-    data["architectures"] = ["XTCPackedCheckpoint"]
     (out / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def type_name_for(model_type: str) -> str:
-    from transformers import AutoModelForSequenceClassification
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+def head_class(model_type: str):
+    """The stock *ForSequenceClassification class, imported alone (the Auto class's lookup imports
+    every model module: ~120 MB of RSS)."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
-    return AutoModelForSequenceClassification._model_mapping[CONFIG_MAPPING[model_type]].__name__
+    return getattr(transformers, MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES[model_type])
 
 
 def stock_config(path: str | Path):
@@ -107,7 +118,7 @@ def stock_config(path: str | Path):
     data = json.loads((Path(path) / "config.json").read_text())
     model_type = data.pop(STOCK_TYPE_KEY, None) or data["model_type"]
     data.pop("model_type", None)
-    data["architectures"] = [type_name_for(model_type)]
+    data.pop("architectures", None)  # "XTCPackedCheckpoint"; from_config does not need it
     return AutoConfig.for_model(model_type, **data)
 
 
@@ -157,8 +168,8 @@ def load_state(path: str | Path, meta: dict[str, Any]) -> dict[str, torch.Tensor
         keys = set(f.keys())
         for name, spec in quantized.items():
             shape = tuple(int(d) for d in f.get_tensor(f"{name}.qshape").tolist())
-            codes = unpack_codes(f.get_tensor(f"{name}.qweight"), spec["bits"], shape)
-            state[name] = dequantize_weight(codes, f.get_tensor(f"{name}.qscale").float(), spec["groups"])
+            packed, scales = f.get_tensor(f"{name}.qweight"), f.get_tensor(f"{name}.qscale")
+            state[name] = _dequantize_in_chunks(packed, scales, spec["bits"], spec["groups"], shape)
         for key in keys:
             if key.endswith(PACKED_SUFFIXES):
                 if key.endswith(INT8_CODES):  # an 8-bit stored float matrix (storage8)
@@ -168,6 +179,38 @@ def load_state(path: str | Path, meta: dict[str, Any]) -> dict[str, torch.Tensor
             tensor = f.get_tensor(key)
             state[key] = tensor.float() if tensor.is_floating_point() else tensor
     return state
+
+
+_CHUNK_VALUES = 1 << 20
+
+
+def _dequantize_in_chunks(packed: torch.Tensor, scales: torch.Tensor, bits: int, groups: int,
+                          shape: tuple[int, ...]) -> torch.Tensor:
+    """``dequantize_weight(unpack_codes(...))`` a block of whole rows at a time, into one fp32 tensor.
+    Identical values (each value is its code times its group's scale), but the int32/int8
+    intermediates of a 30k-row embedding never exist at once, so loading needs ~the model's fp32 size."""
+    scales = scales.float()
+    rows = shape[0]
+    cols = math.prod(shape[1:]) if len(shape) > 1 else 1
+    rows_per_group = rows // groups
+    per_byte = 8 // bits
+    step = max(1, _CHUNK_VALUES // max(1, cols))
+    step = max(rows_per_group, step // rows_per_group * rows_per_group) if groups > 1 else step
+    while (step * cols) % per_byte and step < rows:  # chunks must start on a byte boundary
+        step += rows_per_group if groups > 1 else 1
+    if step >= rows or (step * cols) % per_byte:
+        return dequantize_weight(unpack_codes(packed, bits, shape), scales, groups)
+    out = torch.empty(shape, dtype=torch.float32)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        b0, b1 = r0 * cols // per_byte, -(-r1 * cols // per_byte)
+        codes = unpack_codes(packed[b0:b1], bits, (r1 - r0, *shape[1:]))
+        if groups == 1:
+            out[r0:r1] = dequantize_weight(codes, scales, 1)
+        else:
+            g0, g1 = r0 // rows_per_group, r1 // rows_per_group
+            out[r0:r1] = dequantize_weight(codes, scales[g0:g1], g1 - g0)
+    return out
 
 
 def dequantize_rows(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -191,12 +234,11 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None):
     fake-quantized student exactly: dequantized weights, and each quantized Linear quantizes its input
     (8-bit per token) in its forward. The model is built without allocating random weights first and
     the loaded tensors become its parameters, so memory stays at the fp32 student's."""
-    from transformers import AutoModelForSequenceClassification
-
     meta = read_meta(path)
     config = stock_config(path)
+    config._attn_implementation = "eager"  # the training-time attention (exact outputs)
     with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+        model = head_class(config.model_type)(config)
     state = load_state(path, meta)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("position_ids")]

@@ -27,7 +27,7 @@ def export_hf(ckpt: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
-    config = labelled_config(model.config, labels)
+    config = labelled_config(model.config, labels, type(model).__name__)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     load_tokenizer(ckpt).save_pretrained(out)
     keys = ("weight_bits", "activation_bits", "weight_groups", "teacher_layers", "task", "library_version")
