@@ -86,3 +86,18 @@ def test_cli_compress_leaves_only_the_artifact_with_csv_label_names(tmp_path, ti
     assert sorted(labels.values()) == ["neg", "pos"]
     model = load_compressed(out)
     assert set(model.config.label2id) == {"neg", "pos"}
+
+
+def test_load_compressed_quantizes_activations_without_hooks(tmp_path, tiny_model_dir, sst2_rows):
+    from xtc_core.checkpoint import ActQuantLinear
+
+    ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=2, groups=1, act_bits=8)
+    model = load_compressed(ckpt)
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
+    quantized = [m for m in model.modules() if isinstance(m, ActQuantLinear)]
+    assert len(quantized) == 2 * 6 and all(m.act_bits == 8 for m in quantized)  # 2 layers x 6 linears
+    assert type(model.classifier) is torch.nn.Linear  # the head stays full precision
+    # no parameter was left on the meta device or shared with a random initialisation
+    assert not any(p.is_meta for p in model.parameters())
+    assert not any(b.is_meta for b in model.buffers())
+    assert torch.equal(model.bert.embeddings.position_ids[0, :5], torch.arange(5))
