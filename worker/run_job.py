@@ -123,8 +123,18 @@ def _compress(
     )
     progress = ProgressWriter(job_id, settings, attempt, EtaEstimator.from_training(cfg.training))
     result = compress(cfg, on_progress=progress, should_stop=stop)
+    _add_onnx_artifact(Path(result.output_dir))
     artifacts = _upload(job_id, Path(result.output_dir), storage)
     return result.metrics, artifacts
+
+
+def _add_onnx_artifact(out_dir: Path) -> None:
+    """The deployable ONNX model (integer kernels, tokenizer, labels) as model-onnx.zip beside the
+    checkpoint, so it is uploaded with its sha256 like every other artifact."""
+    from xtc_core.export_onnx import ONNX_ARCHIVE, export_onnx_archive
+
+    if export_onnx_archive(out_dir, out_dir / ONNX_ARCHIVE) is None:
+        log.info("no ONNX exporter for this architecture; the job keeps only the checkpoint")
 
 
 def _data_source(task: str | dict[str, Any], settings: Settings, storage: Storage, folder: Path):

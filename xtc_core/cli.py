@@ -113,17 +113,20 @@ def compress(
     budget: str = typer.Option("quick", help="smoke | quick | standard | paper"),
     set_: list[str] = typer.Option([], "--set", help="training override KEY=VALUE (repeatable)"),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda when present)"),
-    work_dir: Path = typer.Option(None, help="resumable training checkpoints (default OUT/.work)"),
+    work_dir: Path = typer.Option(None, help="training state (default: beside OUT, removed on success)"),
     resume: bool = typer.Option(True, help="resume from the work folder's checkpoints"),
     json_out: bool = typer.Option(False, "--json", help="print the final metrics as JSON"),
 ) -> None:
     """Compress a model for a task and write the packed checkpoint."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from .checkpoint import default_work_dir
     from .config import CompressConfig
     from .config import budget as make_budget
     from .pipeline import compress as run
 
+    own_work_dir = work_dir is None  # training state beside --out, not inside the artifact; gone on success
+    work_dir = work_dir or default_work_dir(out)
     try:
         cfg = CompressConfig(
             model=model, output_dir=str(out),
@@ -141,6 +144,10 @@ def compress(
         _fail(str(exc))
     except XTCError as exc:
         _fail(exc.message)
+    if own_work_dir:
+        import shutil
+
+        shutil.rmtree(work_dir, ignore_errors=True)
     m = result.metrics
     if json_out:
         print(json.dumps(m, indent=2))
@@ -206,6 +213,59 @@ def inspect(
     for t in report["tensors"]:
         table.add_row(t["name"], str(t["bits"]), "x".join(map(str, t["shape"])), f"{t['bytes']:,}")
     Console().print(table)
+    where = Table(title="where the bytes go")
+    for col in ("kind", "bytes", "share"):
+        where.add_column(col)
+    for kind, nbytes in report.get("bytes_by_kind", {}).items():
+        where.add_row(kind, f"{nbytes:,}", f"{100 * nbytes / max(1, report['payload_bytes']):.1f}%")
+    Console().print(where)
+
+
+@app.command("export")
+def export_(
+    path: Path = typer.Argument(..., help="compressed checkpoint folder"),
+    format_: str = typer.Option("onnx", "--format",
+                                help="onnx (integer graph + tokenizer), hf (dense), packed8 (8-bit floats)"),
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    max_length: int = typer.Option(None, help="runtime default max tokens (default: the training length)"),
+    json_out: bool = typer.Option(False, "--json", help="print a summary as JSON"),
+) -> None:
+    """Export a checkpoint: an ONNX model that computes on integers, or a dense transformers folder."""
+    from .exporting import export_checkpoint
+
+    try:
+        summary = export_checkpoint(path, format_, out, max_length=max_length)
+    except XTCError as exc:
+        _fail(exc.message)
+    if json_out:
+        print(json.dumps(summary, indent=2))
+        return
+    Console().print(f"{format_} export of {path} -> {out} ({summary['bytes']:,} bytes)")
+
+
+@app.command()
+def predict(
+    path: Path = typer.Argument(..., help="an ONNX export folder, or a checkpoint (exported on the fly)"),
+    text: list[str] = typer.Option([], "--text", help="a text to classify (repeatable)"),
+    file: Path = typer.Option(None, "--file", help="one input per line; TEXT<tab>PAIR for pair tasks"),
+    json_out: bool = typer.Option(False, "--json", help="print predictions as JSON lines"),
+    threads: int = typer.Option(None, help="ONNX Runtime threads (default: all cores)"),
+) -> None:
+    """Predict with the ONNX runtime (no torch needed for an exported folder)."""
+    from .runtime.cli import run_predict
+
+    try:
+        rows = run_predict(path, text, file, threads)
+    except XTCError as exc:
+        _fail(exc.message)
+    except ValueError as exc:
+        _fail(str(exc))
+    for row in rows:
+        if json_out:
+            print(json.dumps(row))
+        else:
+            value = row["label"] if row["label"] is not None else f"{row['score']:.4f}"
+            print(f"{value}\t{row['score']:.4f}\t{row['text']}")
 
 
 def _load_plugins() -> None:

@@ -39,6 +39,18 @@ def test_full_flow_postgres_redis_s3(alice_live, settings, tiny_model_dir, small
     hashes = download_all(alice_live, job_id, tmp_path / "ckpt")
     assert {"config.json", "model.safetensors", "xtc.json", "metrics.json"} <= set(hashes)
     assert_reproduces(tmp_path / "ckpt", job, small_glue)
+    _assert_onnx_artifact_predicts(tmp_path / "ckpt" / "model-onnx.zip", tmp_path / "onnx")
+
+
+def _assert_onnx_artifact_predicts(archive, folder):
+    """Every succeeded job also delivers the deployable ONNX model (downloaded above with its sha256)."""
+    import zipfile
+
+    from xtc_core.runtime import Predictor
+
+    zipfile.ZipFile(archive).extractall(folder)
+    preds = Predictor(folder).predict(["a charming and often affecting journey ."])
+    assert preds[0].label is not None and 0.0 < preds[0].score <= 1.0
 
 
 def test_redelivered_message_does_not_run_twice(alice_live, settings, celery_worker, tiny_model_dir):
