@@ -47,7 +47,9 @@ class ProgressWriter:
         measured = self.estimator.update(event) if self.estimator is not None else None
         now = time.monotonic()
         stage_changed = event.stage != self.stage
-        if not stage_changed and now - self.last_write < self.interval:
+        # A stage's last step is always written, so its loss and metric curves end where it ended.
+        stage_end = bool(event.total) and event.step == event.total
+        if not stage_changed and not stage_end and now - self.last_write < self.interval:
             return
         self.stage = event.stage
         self.last_write = now

@@ -96,6 +96,9 @@ def request_cancel(s: Session, job: Job, *, lease: timedelta | None = None) -> J
             orphaned = s.execute(
                 update(Job).where(Job.id == job.id, Job.status == "running", Job.heartbeat_at < now - lease)
                 .values(status="cancelled", finished_at=now, eta_seconds=None, worker_id=None)
+                # SQLite hands back naive datetimes: never evaluate the time guard in Python (the row is
+                # refreshed below anyway).
+                .execution_options(synchronize_session=False)
             ).rowcount
             if orphaned:
                 s.add(JobEvent(job_id=job.id, kind="status", status="cancelled",
@@ -166,6 +169,7 @@ def claim_job(s: Session, job_id: str, *, lease: timedelta, worker_id: str | Non
         update(Job).where(*conditions)
         .values(status="running", started_at=func.coalesce(Job.started_at, now), heartbeat_at=now,
                 attempts=Job.attempts + 1, worker_id=worker_id)
+        .execution_options(synchronize_session=False)  # the time guard runs in SQL only (see request_cancel)
     ).rowcount
     if not claimed:
         return None

@@ -70,6 +70,8 @@ class ServeProcess:
     def __init__(self, data_dir: Path, glue_dir: Path, **settings: str):
         self.data_dir, self.port = data_dir, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The tests' model folders live under the session's temp root (data_dir is two levels below it).
+        settings.setdefault("XTC_MODEL_DIRS", str(data_dir.parents[1]))
         env = base_env(XTC_GLUE_DIR=str(glue_dir), XTC_PROGRESS_INTERVAL_S="0.1",
                        XTC_CANCEL_CHECK_INTERVAL_S="0.2", **settings)
         self.log = data_dir.parent / f"serve-{self.port}.log"
