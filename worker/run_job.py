@@ -100,7 +100,10 @@ def _compress(
         budget_name=preset,
         work_dir=str(work_dir),  # survives a worker restart, so a reclaimed job resumes
     )
-    result = compress(cfg, on_progress=ProgressWriter(job_id, settings), should_stop=stop)
+    from .stage_store import StorageStageStore
+
+    store = StorageStageStore(storage, settings, stop) if settings.stage_cache else None
+    result = compress(cfg, on_progress=ProgressWriter(job_id, settings), should_stop=stop, stage_store=store)
     artifacts = _upload(job_id, Path(result.output_dir), storage)
     return result.metrics, artifacts
 

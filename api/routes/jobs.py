@@ -18,6 +18,7 @@ from ..errors import ApiError, not_found
 from ..metrics import JOBS_CREATED
 from ..schemas import ArtifactList, ArtifactOut, EventList, EventOut, JobCreate, JobList, JobOut
 from ..validation import validate_job
+from ..webhooks.targets import validate_webhook_url
 
 log = logging.getLogger("xtc.api")
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -32,7 +33,7 @@ def job_out(job: Job) -> JobOut:
         cancel_requested=job.cancel_requested, request=job.request, metrics=job.metrics,
         latest_metrics=job.latest_metrics, error=error,
         created_at=repo.as_utc(job.created_at), started_at=repo.as_utc(job.started_at),
-        finished_at=repo.as_utc(job.finished_at),
+        finished_at=repo.as_utc(job.finished_at), sweep_id=job.sweep_id, webhook_url=job.webhook_url,
     )
 
 
@@ -59,8 +60,10 @@ def create_job(
             response.status_code = 200
             return _replay(existing, fingerprint, idempotency_key)
     stored = validate_job(session, tenant.id, body)
+    validate_webhook_url(session, tenant.id, stored.pop("webhook_url", None), svc.settings)
     try:
         job = repo.create_job(session, tenant.id, stored, fingerprint, idempotency_key)
+        job.webhook_url = body.webhook_url
         session.commit()
     except IntegrityError:
         # Two requests with the same key raced; the loser answers with the winner's job.
