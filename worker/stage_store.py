@@ -37,18 +37,25 @@ class StorageStageStore:
         self.settings = settings
         self.should_stop = should_stop
 
+    # The cache only saves time: a storage error while reading or writing it is logged and the job
+    # goes on (training the stage, or not keeping it), rather than failing.
     def fetch(self, key: str, dest: Path) -> bool:
         try:
             self.storage.get_to_file(f"{PREFIX}/{key}.pt", dest)
         except Exception as exc:
-            if _missing(exc):
-                dest.unlink(missing_ok=True)
-                return False
-            raise
+            if not _missing(exc):
+                log.warning("stage cache read of %s failed (%s: %s); training the stage", key[:12],
+                            type(exc).__name__, exc)
+            dest.unlink(missing_ok=True)
+            return False
         return True
 
     def store(self, key: str, src: Path) -> None:
-        self.storage.put_file(f"{PREFIX}/{key}.pt", src)
+        try:
+            self.storage.put_file(f"{PREFIX}/{key}.pt", src)
+        except Exception as exc:
+            log.warning("stage cache write of %s failed (%s: %s); not cached", key[:12],
+                        type(exc).__name__, exc)
 
     def _wait(self) -> None:
         if self.should_stop and self.should_stop():

@@ -62,8 +62,13 @@ def scan(s: Session, settings: Settings, now: datetime) -> int:
 
     for sweep in s.scalars(select(Sweep).where(Sweep.status.not_in(TERMINAL_STATES))):
         refresh(s, sweep)  # a sweep finishes when its last child does; no process is told
+    # Running subjects (progress), and finished ones whose final event has no row yet: a subject that
+    # has been announced costs the scan nothing more.
+    announced = lambda model: select(WebhookDelivery.id).where(  # noqa: E731
+        WebhookDelivery.subject_id == model.id, WebhookDelivery.dedupe == "").exists()
     live = lambda model: or_(model.status.in_(("queued", "running")),  # noqa: E731
-                             and_(model.status.in_(TERMINAL_STATES), model.finished_at >= window))
+                             and_(model.status.in_(TERMINAL_STATES), model.finished_at >= window,
+                                  ~announced(model)))
     jobs = list(s.scalars(select(Job).where(targeted(Job), live(Job), Job.status != "queued")))
     sweeps = list(s.scalars(select(Sweep).where(targeted(Sweep), live(Sweep), Sweep.status != "queued")))
     keys, last_progress = _existing(s, [j.id for j in jobs] + [w.id for w in sweeps])
