@@ -216,3 +216,44 @@ def test_webhook_targets_are_checked(settings, keys, tiny_model_dir, pg_url):
     check_url("http://127.0.0.1:9/x", allow_private=True)
     with pytest.raises(BadWebhookUrl):
         check_url("http://localhost/x", allow_private=False)
+
+
+def test_tenant_default_url_gets_a_sweep_on_one_worker_and_its_children(
+        live_url, keys, receiver, settings, tiny_model_dir, tmp_path):
+    """One worker runs the sweep's children one after another; the tenant's default URL receives each
+    child's `job.succeeded` and the sweep's `sweep.succeeded` carrying the GET /sweeps/{id} JSON."""
+    with client(live_url, keys["bob"]) as bob:
+        receiver.secrets.append(bob.post("/webhooks/secret").json()["secret"])
+        r = bob.put("/webhooks/settings", json={"default_url": f"{receiver.url}/default"})
+        assert r.status_code == 200 and r.json()["default_url"].endswith("/default")
+        loop = Loop(settings, tmp_path / "loop.log")
+        try:
+            body = {"model": str(tiny_model_dir), "task": "sst2", "target": {"max_drop": 100},
+                    "training": {"budget": "smoke", "overrides": {"max_train_examples": 32,
+                                                                  "max_eval_examples": 48}},
+                    "grid": {"weight_bits": [1, 2], "layers": [1]}}
+            sweep_id = bob.post("/sweeps", json=body).json()["id"]
+
+            def done():
+                with receiver.lock:
+                    return [s for s in receiver.seen if s["event"] == "sweep.succeeded"
+                            and s["id"] in receiver.ok]
+            final = _until(done, 240, receiver.seen)[-1]["body"]
+        finally:
+            loop.kill()
+            bob.put("/webhooks/settings", json={"default_url": None})
+        sweep = bob.get(f"/sweeps/{sweep_id}").json()
+    assert final["id"] == sweep_id and final["status"] == "succeeded"
+    assert final["table"] == sweep["table"] and final["recommendation"] == sweep["recommendation"]
+    assert final["recommendation"]["point"] in ("w1-l1", "w2-l1")
+    with receiver.lock:
+        seen = list(receiver.seen)
+    assert all(s["verified"] and s["path"] == "/default" for s in seen)
+    children = {j["id"] for j in sweep["children"]}
+    assert {s["subject"] for s in seen if s["event"] == "job.succeeded"} == children
+    # One worker: the children ran one after the other, and the second reused the first's stage 1.
+    spans = sorted((j["started_at"], j["finished_at"]) for j in sweep["children"])
+    assert spans[0][1] <= spans[1][0]
+    reused = [s.get("reused") for j in sweep["children"] for s in j["metrics"]["stages"]
+              if s["stage"] == "layer_reduction"]
+    assert sorted(reused) == [False, True]
