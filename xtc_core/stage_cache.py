@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -65,7 +64,6 @@ class LocalStageStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser()
-        self._threads = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
@@ -86,8 +84,10 @@ class LocalStageStore:
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with self._threads, open(self.root / f"{key}.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        # flock locks belong to the open file, so two threads of one process exclude each other too;
+        # the kernel releases the lock if the process dies.
+        with open(self.root / f"{key}.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:

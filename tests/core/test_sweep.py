@@ -105,3 +105,25 @@ def test_cli_sweep_prints_the_table_and_rejects_bad_grids(tmp_path, tiny_model_d
     assert bad.exit_code == 2 and "weight_bits must be 1 or 2" in bad.output
     bad = runner.invoke(app, [*args, "--bits", "x", "--layers", "1"])
     assert bad.exit_code == 2 and "--bits" in bad.output
+
+
+def test_local_store_lock_makes_a_second_thread_wait(tmp_path):
+    import threading
+    import time
+
+    store = LocalStageStore(tmp_path / "c")
+    order = []
+
+    def second():
+        with store.lock("k" * 64):
+            order.append("second")
+
+    with store.lock("k" * 64):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"]
+    with store.lock("a" * 64), store.lock("b" * 64):  # different keys do not block each other
+        pass
