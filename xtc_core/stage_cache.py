@@ -36,6 +36,23 @@ log = logging.getLogger(__name__)
 # Bump when what a stored entry holds changes meaning (e.g. a different state-dict layout).
 CACHE_FORMAT = 1
 
+# The code that trains stages 0 and 1: any change to it (a new loss, a different data order...) makes
+# new keys, so a recipe change never reuses weights trained by the old recipe.
+_RECIPE_MODULES = ("pipeline.py", "trainer.py", "distill.py", "student.py", "batches.py", "models.py",
+                   "quant.py", "evaluate.py", "metrics.py")
+
+
+def _recipe_fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in _RECIPE_MODULES:
+        path = Path(__file__).with_name(name)
+        if path.exists():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+RECIPE = _recipe_fingerprint()
+
 # Training fields that cannot change a stage's result. Anything not listed counts, so a new recipe
 # option added later invalidates old entries rather than silently reusing them.
 _IRRELEVANT: dict[str, set[str]] = {
@@ -127,8 +144,9 @@ def data_fingerprint(task_name: str, labels: Any, train_rows: list, select_rows:
 def stage_key(stage: str, *, index: int, model: str, data: str, training: TrainingConfig,
               parent: str | None, extra: dict[str, Any] | None = None) -> str:
     fields = {k: v for k, v in dataclasses.asdict(training).items() if k not in _IRRELEVANT[stage]}
-    material = {"format": CACHE_FORMAT, "library": __version__, "stage": stage, "index": index,
-                "model": model, "data": data, "training": fields, "parent": parent, "extra": extra or {}}
+    material = {"format": CACHE_FORMAT, "library": __version__, "recipe": RECIPE, "stage": stage,
+                "index": index, "model": model, "data": data, "training": fields, "parent": parent,
+                "extra": extra or {}}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
