@@ -43,3 +43,8 @@ class SweepOut(BaseModel):
     recommendation: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None
+
+
+class SweepList(BaseModel):
+    data: list[SweepOut]
+    next_cursor: str | None

@@ -114,6 +114,14 @@ def get_sweep(s: Session, tenant_id: str, sweep_id: str) -> Sweep | None:
     return s.scalar(select(Sweep).where(Sweep.id == sweep_id, Sweep.tenant_id == tenant_id))
 
 
+def list_sweeps(s: Session, tenant_id: str, *, cursor: str | None, limit: int) -> list[Sweep]:
+    """Newest first; ``cursor`` is the last id of the previous page (ids are time-ordered)."""
+    q = select(Sweep).where(Sweep.tenant_id == tenant_id)
+    if cursor:
+        q = q.where(Sweep.id < cursor)
+    return list(s.scalars(q.order_by(Sweep.id.desc()).limit(limit)))
+
+
 def cancel(s: Session, sweep: Sweep) -> None:
     s.execute(update(Sweep).where(Sweep.id == sweep.id).values(cancel_requested=True))
     for job in children(s, sweep.id):

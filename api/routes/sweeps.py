@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.orm import Session
 
 from .. import sweeps
@@ -13,7 +13,7 @@ from ..auth import Principal, current_tenant
 from ..db import repo
 from ..deps import Services, db_session, services
 from ..errors import ApiError, not_found
-from ..sweep_schemas import SweepCreate, SweepOut
+from ..sweep_schemas import SweepCreate, SweepList, SweepOut
 from ..webhooks.targets import validate_webhook_url
 
 log = logging.getLogger("xtc.api")
@@ -36,6 +36,16 @@ def create_sweep(body: SweepCreate, tenant: Principal = Depends(current_tenant),
         session.commit()
         raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later") from None
     return sweeps.sweep_out(session, sweep)
+
+
+@router.get("", response_model=SweepList)
+def list_sweeps(cursor: str | None = Query(default=None, max_length=64),
+                limit: int = Query(default=20, ge=1, le=100), tenant: Principal = Depends(current_tenant),
+                session: Session = Depends(db_session)) -> SweepList:
+    found = sweeps.list_sweeps(session, tenant.id, cursor=cursor, limit=limit)
+    out = [sweeps.sweep_out(session, sw) for sw in found]
+    session.commit()
+    return SweepList(data=out, next_cursor=found[-1].id if len(found) == limit else None)
 
 
 def _sweep(session: Session, tenant: Principal, sweep_id: str):

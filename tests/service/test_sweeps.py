@@ -124,3 +124,7 @@ def test_bad_sweeps_are_4xx(alice_idle, bob_idle, tiny_model_dir):
         assert r.status_code == 422 and r.json()["error"]["code"] == code, (body, r.text)
     sweep_id = alice_idle.post("/sweeps", json=base).json()["id"]
     assert bob_idle.get(f"/sweeps/{sweep_id}").status_code == 404  # another tenant's sweep
+    assert sweep_id in [w["id"] for w in alice_idle.get("/sweeps").json()["data"]]
+    assert sweep_id not in [w["id"] for w in bob_idle.get("/sweeps").json()["data"]]
+    page = alice_idle.get("/sweeps", params={"limit": 1}).json()
+    assert page["data"][0]["id"] == sweep_id and page["next_cursor"] == sweep_id  # newest first
