@@ -19,9 +19,9 @@ def test_sweep_bench_on_a_tiny_model(tmp_path, tiny_headless_model_dir, glue_dir
     result = bench.main(["--model", str(tiny_headless_model_dir), "--task", "rte", "--glue-dir",
                          str(glue_dir), "--budget", "smoke", "--layers", "1,2",
                          "--set", "max_train_examples=16", "--set", "max_eval_examples=16",
-                         "--work-dir", str(tmp_path / "w"), "--out", str(out)])
+                         "--work-dir", str(tmp_path / "w"), "--out", str(out), "--sweep-first"])
     saved = json.loads(out.read_text())
-    assert saved["speedup"] == result["speedup"] > 0
+    assert saved["speedup"] == result["speedup"] > 0 and saved["order"] == "sweep first"
     assert [p["point"] for p in saved["points"]] == ["w1-l1", "w2-l1", "w1-l2", "w2-l2"]
     # The first point trains everything; the others reuse what they share with earlier points.
     assert [p["reused"] for p in saved["points"]] == [
