@@ -134,6 +134,9 @@ def test_signed_retried_and_exactly_once_across_a_killed_sender(
         jobs = [alice_live.post("/jobs", json=job_body(tiny_model_dir, webhook_url=hook)).json()["id"]
                 for _ in range(2)]
         receiver.victim = jobs[0]
+        # A job the worker fails (a hub id that cannot load offline): its `job.failed` is delivered too.
+        bad = job_body("someone/no-such-model", webhook_url=hook)
+        failing = alice_live.post("/jobs", json=bad).json()["id"]
         # A job whose URL redirects: never followed. And a sweep's own webhook.
         redirected = alice_idle.post("/jobs", json=job_body(tiny_model_dir,
                                                             webhook_url=f"{receiver.url}/redirect")).json()
@@ -153,8 +156,8 @@ def test_signed_retried_and_exactly_once_across_a_killed_sender(
         def delivered():
             with receiver.lock:
                 done = {s["subject"] for s in receiver.seen if s["id"] in receiver.ok
-                        and s["event"] in ("job.succeeded", "sweep.cancelled")}
-            return set(jobs) | {sweep["id"]} <= done
+                        and s["event"] in ("job.succeeded", "job.failed", "sweep.cancelled")}
+            return set(jobs) | {sweep["id"], failing} <= done
         _until(delivered, 120, receiver.seen)
     finally:
         loop.kill()
@@ -174,6 +177,8 @@ def test_signed_retried_and_exactly_once_across_a_killed_sender(
         job = alice_live.get(f"/jobs/{job_id}").json()
         assert body["status"] == "succeeded" and body["metrics"] == job["metrics"]  # the GET JSON
     assert any(s["event"] == "job.progress" for s in seen)
+    failed = [s["body"] for s in seen if s["event"] == "job.failed"]
+    assert failed and failed[-1]["id"] == failing and failed[-1]["error"]["code"] == "model_load_failed"
 
     log = alice_live.get(f"/jobs/{jobs[0]}/webhooks").json()["data"]
     final = [d for d in log if d["event"] == "job.succeeded"]
