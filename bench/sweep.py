@@ -40,24 +40,28 @@ def run(model: str, task: str, glue_dir: str, preset: str, bits: list[int], laye
     load_task_data(base.data)
     load_teacher(model, num_labels=2, regression=False)
 
-    def run_independent() -> float:
-        started = time.perf_counter()
+    # Wall time and this process's CPU time: on a shared machine the load of other processes swings
+    # wall time by several x between the two sides; CPU time (one torch thread) is far steadier.
+    def timed(fn) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    def run_independent() -> None:
         for point in plan_points(base, grid, work / "independent"):
             independent[point.name] = compress(point.config).metrics  # no stage store: trains every stage
-        return time.perf_counter() - started
 
-    def run_sweep() -> float:
-        started = time.perf_counter()
+    def run_sweep() -> None:
         swept.append(sweep(base, grid, work / "sweep"))
-        return time.perf_counter() - started
 
     independent: dict = {}
     swept: list = []
     if sweep_first:
-        sweep_s, independent_s = run_sweep(), run_independent()
+        sweep_t, independent_t = timed(run_sweep), timed(run_independent)
     else:
-        independent_s, sweep_s = run_independent(), run_sweep()
+        independent_t, sweep_t = timed(run_independent), timed(run_sweep)
     swept = swept[0]
+    (independent_s, independent_cpu), (sweep_s, sweep_cpu) = independent_t, sweep_t
 
     rows = []
     for name, metrics in swept.points.items():
@@ -65,12 +69,17 @@ def run(model: str, task: str, glue_dir: str, preset: str, bits: list[int], laye
         rows.append({"point": name, "sweep_score": metrics["student"][main],
                      "independent_score": independent[name]["student"][main],
                      "reused": [s["stage"] for s in metrics["stages"] if s.get("reused")],
-                     "packed_bytes": metrics["packed_bytes"]})
+                     "packed_bytes": metrics["packed_bytes"],
+                     "stage_seconds": {s["stage"]: s.get("seconds") for s in metrics["stages"]},
+                     "independent_stage_seconds": {s["stage"]: s.get("seconds")
+                                                   for s in independent[name]["stages"]}})
     return {
         "model": model, "task": task, "budget": preset, "overrides": overrides or {},
         "grid": dataclasses.asdict(grid),
         "independent_seconds": round(independent_s, 1), "sweep_seconds": round(sweep_s, 1),
-        "speedup": round(independent_s / sweep_s, 3), "order": "sweep first" if sweep_first else
+        "speedup": round(independent_s / sweep_s, 3),
+        "independent_cpu_seconds": round(independent_cpu, 1), "sweep_cpu_seconds": round(sweep_cpu, 1),
+        "cpu_speedup": round(independent_cpu / sweep_cpu, 3), "order": "sweep first" if sweep_first else
         "independent first", "points": rows,
         "pareto": swept.summary["pareto"], "recommendation": swept.summary["recommendation"],
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -82,7 +91,9 @@ def table(result: dict) -> str:
     what = f"{result['model']}, {result['task']}, {result['budget']}"
     lines = [f"# Sweep vs independent jobs ({what})", "",
              f"independent jobs: {result['independent_seconds']} s; sweep: {result['sweep_seconds']} s; "
-             f"**{result['speedup']}x** faster ({result.get('order', 'independent first')})", "",
+             f"{result['speedup']}x ({result.get('order', 'independent first')}); CPU time: "
+             f"{result.get('independent_cpu_seconds')} s vs {result.get('sweep_cpu_seconds')} s, "
+             f"**{result.get('cpu_speedup')}x** faster", "",
              "| point | sweep score | independent score | stages reused | bytes |", "|---|---|---|---|---|"]
     for r in result["points"]:
         lines.append(f"| {r['point']} | {r['sweep_score']:.4f} | {r['independent_score']:.4f} | "
