@@ -66,6 +66,9 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
 
     emit("load", "loading data and model")
     task = load_task_data(cfg.data)
+    # A new task head is initialised from torch's global generator: seed it, so a run's teacher does not
+    # depend on what ran before in this process (and a stage-cache hit is exactly what it would train).
+    torch.manual_seed(t.seed)
     teacher = load_teacher(cfg.model, num_labels=task.num_labels, regression=task.is_regression)
     tokenizer = teacher.tokenizer
     teacher_model = teacher.model.to(device)

@@ -22,6 +22,8 @@ def test_sweep_bench_on_a_tiny_model(tmp_path, tiny_headless_model_dir, glue_dir
                          "--work-dir", str(tmp_path / "w"), "--out", str(out), "--sweep-first"])
     saved = json.loads(out.read_text())
     assert saved["speedup"] == result["speedup"] > 0 and saved["order"] == "sweep first"
+    # Reuse is exact: every point scores what the same point scores when it trains every stage itself.
+    assert all(p["sweep_score"] == p["independent_score"] for p in saved["points"]), saved["points"]
     assert [p["point"] for p in saved["points"]] == ["w1-l1", "w2-l1", "w1-l2", "w2-l2"]
     # The first point trains everything; the others reuse what they share with earlier points.
     assert [p["reused"] for p in saved["points"]] == [
