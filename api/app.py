@@ -16,9 +16,10 @@ from .errors import install_error_handlers
 from .limits import RequestGuardMiddleware
 from .metrics import MetricsMiddleware
 from .queue import JobQueue
-from .routes import datasets, health, jobs
+from .routes import datasets, health, jobs, sweeps, webhooks
 from .settings import Settings, get_settings
 from .storage import storage_from_settings
+from .webhooks.loop import DeliveryLoop
 
 log = logging.getLogger("xtc.api")
 
@@ -34,9 +35,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue=JobQueue(settings),
         )
         app.state.key_cache = KeyCache(settings.auth_cache_s)
+        deliveries = DeliveryLoop(settings).start() if settings.webhook_delivery_in_api else None
         log.info("xtc api ready (database %s, storage %s)", settings.database_url.split("@")[-1],
                  settings.storage_url)
         yield
+        if deliveries:
+            deliveries.stop()
 
     app = FastAPI(title="XTC service", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
@@ -47,4 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(datasets.router)
     mount_dashboard(app)
+    app.include_router(sweeps.router)
+    app.include_router(webhooks.router)
     return app

@@ -63,6 +63,7 @@ class JobCreate(Strict):
     task: Name | DatasetTask
     compression: Compression = Field(default_factory=Compression)
     training: Training = Field(default_factory=Training)
+    webhook_url: str | None = Field(default=None, max_length=2000)  # else the tenant's default, if any
 
     def fingerprint(self) -> str:
         """Hash of the normalized request: same meaning -> same hash, whatever the JSON spelling."""
@@ -128,6 +129,8 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    sweep_id: str | None = None
+    webhook_url: str | None = None
 
 
 class JobList(BaseModel):

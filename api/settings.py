@@ -56,6 +56,23 @@ class Settings(BaseSettings):
     progress_interval_s: float = 1.0  # at most one progress event per interval (plus stage changes)
     cancel_check_interval_s: float = 1.0  # how often should_stop reads the DB
 
+    # Issue 9. Finished stage 0/1 weights are kept in the artifact storage under stage-cache/<key>,
+    # so any later job (a sweep's other points, a retry, a later sweep) with the same inputs loads them.
+    stage_cache: bool = True
+    max_sweep_points: int = 24
+    # Webhooks: deliveries to loopback/private/link-local addresses are refused unless allowed
+    # (a URL a tenant gives must not reach the operator's internal network).
+    webhook_allow_private: bool = False
+    webhook_delivery_in_api: bool = True  # the API process runs the delivery loop (one is enough)
+    webhook_poll_s: float = 1.0
+    webhook_timeout_s: float = 10.0
+    webhook_claim_s: float = 60.0  # a claimed delivery whose sender died is retried after this
+    webhook_max_attempts: int = 10
+    webhook_backoff_base_s: float = 5.0  # 5 s, 10 s, 20 s... (plus jitter), capped below
+    webhook_backoff_max_s: float = 3600.0
+    webhook_progress_interval_s: float = 30.0  # at most one progress webhook per job/sweep per interval
+    webhook_scan_window_s: int = 7 * 86400  # finished jobs older than this raise no new webhooks
+
     @property
     def visibility_timeout_s(self) -> int:
         return self.broker_visibility_timeout_s

@@ -121,8 +121,11 @@ def _compress(
         budget_name=preset,
         work_dir=str(work_dir),  # survives a worker restart, so a reclaimed job resumes
     )
+    from .stage_store import StorageStageStore
+
+    store = StorageStageStore(storage, settings, stop) if settings.stage_cache else None
     progress = ProgressWriter(job_id, settings, attempt, EtaEstimator.from_training(cfg.training))
-    result = compress(cfg, on_progress=progress, should_stop=stop)
+    result = compress(cfg, on_progress=progress, should_stop=stop, stage_store=store)
     _add_onnx_artifact(Path(result.output_dir))
     artifacts = _upload(job_id, Path(result.output_dir), storage)
     return result.metrics, artifacts

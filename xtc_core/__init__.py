@@ -28,6 +28,10 @@ _EXPORTS = {
     "load_compressed": "xtc_core.checkpoint",
     "evaluate_checkpoint": "xtc_core.evaluate",
     "inspect_checkpoint": "xtc_core.inspect",
+    "sweep": "xtc_core.sweep",
+    "SweepGrid": "xtc_core.sweep",
+    "SweepResult": "xtc_core.sweep",
+    "LocalStageStore": "xtc_core.stage_cache",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -268,6 +268,11 @@ def predict(
             print(f"{value}\t{row['score']:.4f}\t{row['text']}")
 
 
+from .sweep_cli import sweep_command  # noqa: E402  (its heavy imports happen inside the command)
+
+app.command("sweep")(sweep_command)
+
+
 def _load_plugins() -> None:
     """Service commands (serve, migrate, keys) come from the ``xtc.cli`` entry-point group; a core-only
     install simply lacks them."""

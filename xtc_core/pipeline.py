@@ -29,6 +29,7 @@ from .distill import kd_loss, label_loss
 from .evaluate import encode_dev, score_splits
 from .models import load_teacher
 from .progress import ProgressCallback, ProgressEvent, ShouldStop
+from .stage_cache import CACHEABLE_STAGES, StageCache, StageStore
 from .student import apply_quantization, build_student, count_params, resolve_layers, round_unquantized_floats
 from .trainer import Stage, StageResult, Trainer
 
@@ -47,8 +48,11 @@ class CompressResult:
 
 
 def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
-             should_stop: ShouldStop | None = None) -> CompressResult:
-    """Run XTC end to end and write the packed checkpoint to ``cfg.output_dir``."""
+             should_stop: ShouldStop | None = None, stage_store: StageStore | None = None) -> CompressResult:
+    """Run XTC end to end and write the packed checkpoint to ``cfg.output_dir``.
+
+    With a ``stage_store``, the fine-tuned teacher (stage 0) and the layer-reduced student (stage 1)
+    are loaded from it when an earlier run with the same inputs stored them, and stored otherwise."""
     cfg.validate()
     started = time.perf_counter()
     t = cfg.training
@@ -62,6 +66,9 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
 
     emit("load", "loading data and model")
     task = load_task_data(cfg.data)
+    # A new task head is initialised from torch's global generator: seed it, so a run's teacher does not
+    # depend on what ran before in this process (and a stage-cache hit is exactly what it would train).
+    torch.manual_seed(t.seed)
     teacher = load_teacher(cfg.model, num_labels=task.num_labels, regression=task.is_regression)
     tokenizer = teacher.tokenizer
     teacher_model = teacher.model.to(device)
@@ -91,15 +98,25 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         return score_splits(model, tokenizer, select_dev, task.metrics, task.is_regression,
                             t.eval_batch_size, device)
 
+    cache = StageCache.for_run(stage_store, teacher.source_dir, task, train_rows, task.dev[first_split], t,
+                               on_progress) if stage_store is not None else None
+    cache_extra = {"finetune_teacher": {}, "layer_reduction": {"layers": layers, "distill": cfg.distill}}
+
     def run_stage(model, stage: Stage, loss_fn) -> StageResult | None:
-        """Train a stage, or load its finished result from the work folder."""
+        """Train a stage, or load its finished result from the work folder or the stage cache."""
+        key = cache.key(stage, cache_extra[stage.name]) if cache and stage.name in CACHEABLE_STAGES else None
         done = work / f"{stage.name}.done.pt"
         if cfg.resume and done.exists():
             model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
             model.to(device).eval()
             emit(stage.name, "finished earlier; loaded from the work folder", stage.index, stage.num_stages)
             return None
-        result = trainer.run(model, stage, loss_fn, selection_score)
+        if key is not None:
+            result = cache.run(stage, key, load=lambda p: _load_weights(model, p, device),
+                               train=lambda: trainer.run(model, stage, loss_fn, selection_score),
+                               save=lambda p: torch.save(model.state_dict(), p), scratch=work)
+        else:
+            result = trainer.run(model, stage, loss_fn, selection_score)
         torch.save(model.state_dict(), done)
         (work / f"{stage.name}.ckpt.pt").unlink(missing_ok=True)
         return result
@@ -115,7 +132,7 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     stages = {s.name: s for s in plan}
     if "finetune_teacher" in stages:
         result = run_stage(teacher_model, stages["finetune_teacher"], supervised)
-        stage_reports.append(_report(stages["finetune_teacher"], result))
+        stage_reports.append(_report(cache, stages["finetune_teacher"], result))
     teacher_model.eval()
     for p in teacher_model.parameters():
         p.requires_grad_(False)
@@ -134,14 +151,14 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         p.requires_grad_(True)
     if "layer_reduction" in stages:
         result = run_stage(student, stages["layer_reduction"], student_loss)
-        stage_reports.append(_report(stages["layer_reduction"], result))
+        stage_reports.append(_report(cache, stages["layer_reduction"], result))
 
     quantized: dict[str, dict] = {}
     if cfg.quantize:
         quantized = apply_quantization(student, weight_bits=cfg.weight_bits,
                                        activation_bits=cfg.activation_bits, weight_groups=cfg.weight_groups)
         result = run_stage(student, stages["quantization"], student_loss)
-        stage_reports.append(_report(stages["quantization"], result))
+        stage_reports.append(_report(cache, stages["quantization"], result))
 
     emit("export", "final evaluation and export", len(plan) - 1 if plan else 0, max(1, len(plan)))
     student.eval()
@@ -223,8 +240,14 @@ def _subsample(rows: list, limit: int | None, seed: int) -> list:
     return random.Random(seed).sample(rows, limit)
 
 
-def _report(stage: Stage, result: StageResult | None) -> dict:
+def _load_weights(model, path: Path, device) -> None:
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.to(device).eval()
+
+
+def _report(cache: StageCache | None, stage: Stage, result: StageResult | None) -> dict:
+    outcome = cache.outcomes.get(stage.name, {}) if cache else {}
     if result is None:
-        return {"stage": stage.name, "resumed": True}
-    return {"stage": stage.name, "steps": result.steps, "seconds": round(result.seconds, 2),
+        return {"stage": stage.name, **(outcome or {"resumed": True})}
+    return {**outcome, "stage": stage.name, "steps": result.steps, "seconds": round(result.seconds, 2),
             "best": result.best_metrics, "step_seconds": round(result.seconds / max(1, result.steps), 4)}

@@ -104,6 +104,10 @@ class Job(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
     queue: Mapped[str | None] = mapped_column(String(200), default=None)  # the broker queue it goes to
     worker_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    # Issue 9: the sweep this job is a point of, and where its webhooks go (else the tenant default).
+    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True,
+                                                 default=None)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000), default=None)
 
 
 class JobEvent(Base):
@@ -148,3 +152,73 @@ class Dataset(Base):
     columns: Mapped[dict[str, Any]] = mapped_column(JSON)  # text / text_pair / label / regression
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Sweep(Base):
+    """A grid of jobs (weight bits x depths) sharing stage 0 and stage 1 through the stage cache.
+
+    ``status`` is derived from the children and written once they have all finished."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("swp"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    max_drop: Mapped[float | None] = mapped_column(Float, default=None)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class TenantWebhook(Base):
+    """A tenant's webhook signing secret (Standard Webhooks ``whsec_...``) and default URL.
+
+    The secret is kept in clear because signing needs it; the API shows it only when it is made."""
+
+    __tablename__ = "tenant_webhooks"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    default_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    rotated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per event to deliver. Its id is the ``webhook-id`` header, so a re-send
+    after a crash carries the same id and receivers can drop the duplicate."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("subject_id", "event", "dedupe", name="uq_webhook_deliveries_subject_event"),
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("msg"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    subject_id: Mapped[str] = mapped_column(String(40), index=True)  # a job or sweep id
+    event: Mapped[str] = mapped_column(String(40))  # job.succeeded, sweep.progress, ...
+    dedupe: Mapped[str] = mapped_column(String(80), default="")  # "" for final events; progress: a step
+    url: Mapped[str] = mapped_column(String(2000))
+    payload: Mapped[str] = mapped_column(Text)  # the exact body that is signed and sent
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebhookAttempt(Base):
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+                                             index=True)
+    attempted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)

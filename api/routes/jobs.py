@@ -29,6 +29,7 @@ from ..schemas import (
     error_responses,
 )
 from ..validation import validate_job
+from ..webhooks.targets import validate_webhook_url
 
 log = logging.getLogger("xtc.api")
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=error_responses(400, 401, 404, 422))
@@ -43,7 +44,7 @@ def job_out(job: Job) -> JobOut:
         cancel_requested=job.cancel_requested, request=job.request, metrics=job.metrics,
         latest_metrics=job.latest_metrics, error=error,
         created_at=repo.as_utc(job.created_at), started_at=repo.as_utc(job.started_at),
-        finished_at=repo.as_utc(job.finished_at),
+        finished_at=repo.as_utc(job.finished_at), sweep_id=job.sweep_id, webhook_url=job.webhook_url,
     )
 
 
@@ -72,9 +73,11 @@ def create_job(
             response.status_code = 200
             return _replay(existing, fingerprint, idempotency_key)
     stored = validate_job(session, tenant.id, body, svc.settings.model_dirs)
+    validate_webhook_url(session, tenant.id, stored.pop("webhook_url", None), svc.settings)
     try:
         job = repo.create_job(session, tenant.id, stored, fingerprint, idempotency_key)
         job.queue = svc.settings.queue  # the supervisor of this queue re-sends it if the message is lost
+        job.webhook_url = body.webhook_url
         session.commit()
     except IntegrityError:
         # Two requests with the same key raced; the loser answers with the winner's job.

@@ -85,6 +85,9 @@ def _settings(pg_url: str, s3: dict[str, str], small_glue: Path, tmp: Path, queu
         work_dir=str(tmp / "work"), data_dir=str(tmp), max_upload_bytes=20_000,
         progress_interval_s=0.2, cancel_check_interval_s=0.2,
         model_dirs=str(tmp.parent),  # the tests' model folders live under the session's temp root
+        # Webhook tests deliver to a receiver on loopback and run their own delivery loop process.
+        webhook_allow_private=True, webhook_delivery_in_api=False, webhook_backoff_base_s=0.3,
+        webhook_claim_s=4, webhook_poll_s=0.2, webhook_progress_interval_s=0.5,
     )
 
 

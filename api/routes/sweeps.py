@@ -1,0 +1,75 @@
+"""Sweep routes: create (one child job per grid point), read (table, Pareto front, recommendation),
+cancel (every unfinished child)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy.orm import Session
+
+from .. import sweeps
+from ..auth import Principal, current_tenant
+from ..db import repo
+from ..deps import Services, db_session, services
+from ..errors import ApiError, not_found
+from ..sweep_schemas import SweepCreate, SweepList, SweepOut
+from ..webhooks.targets import validate_webhook_url
+
+log = logging.getLogger("xtc.api")
+router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+
+
+@router.post("", status_code=201, response_model=SweepOut)
+def create_sweep(body: SweepCreate, tenant: Principal = Depends(current_tenant),
+                 session: Session = Depends(db_session), svc: Services = Depends(services)) -> SweepOut:
+    validate_webhook_url(session, tenant.id, body.webhook_url, svc.settings)
+    sweep, jobs = sweeps.create_sweep(session, tenant.id, body, svc.settings.max_sweep_points)
+    session.commit()
+    try:
+        for job in jobs:
+            svc.queue.enqueue(job.id)
+    except Exception as exc:
+        log.exception("enqueue failed for sweep %s", sweep.id)
+        for job in jobs:
+            repo.mark_enqueue_failed(session, job.id, f"the job queue is unavailable: {type(exc).__name__}")
+        session.commit()
+        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later") from None
+    return sweeps.sweep_out(session, sweep)
+
+
+@router.get("", response_model=SweepList)
+def list_sweeps(cursor: str | None = Query(default=None, max_length=64),
+                limit: int = Query(default=20, ge=1, le=100), tenant: Principal = Depends(current_tenant),
+                session: Session = Depends(db_session)) -> SweepList:
+    found = sweeps.list_sweeps(session, tenant.id, cursor=cursor, limit=limit)
+    out = [sweeps.sweep_out(session, sw) for sw in found]
+    session.commit()
+    return SweepList(data=out, next_cursor=found[-1].id if len(found) == limit else None)
+
+
+def _sweep(session: Session, tenant: Principal, sweep_id: str):
+    sweep = sweeps.get_sweep(session, tenant.id, sweep_id)
+    if sweep is None:
+        raise not_found("sweep", sweep_id)
+    return sweep
+
+
+@router.get("/{sweep_id}", response_model=SweepOut)
+def get_sweep(sweep_id: str, tenant: Principal = Depends(current_tenant),
+              session: Session = Depends(db_session)) -> SweepOut:
+    out = sweeps.sweep_out(session, _sweep(session, tenant, sweep_id))
+    session.commit()  # a status the children imply is written on read, too
+    return out
+
+
+@router.post("/{sweep_id}/cancel", response_model=SweepOut)
+def cancel_sweep(sweep_id: str, tenant: Principal = Depends(current_tenant),
+                 session: Session = Depends(db_session)) -> SweepOut:
+    sweep = _sweep(session, tenant, sweep_id)
+    if sweep.status in ("succeeded", "failed"):
+        raise ApiError(409, "sweep_finished", f"sweep {sweep_id!r} already {sweep.status}; nothing to cancel")
+    sweeps.cancel(session, sweep)
+    out = sweeps.sweep_out(session, sweep)
+    session.commit()
+    return out
