@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from xtc_core.pareto import point_name, summarize, table_row
@@ -39,11 +39,12 @@ def plan_children(body: SweepCreate) -> list[tuple[str, JobCreate]]:
     return out
 
 
-def create_sweep(s: Session, tenant_id: str, body: SweepCreate, max_points: int) -> tuple[Sweep, list[Job]]:
+def create_sweep(s: Session, tenant_id: str, body: SweepCreate, max_points: int, *, model_dirs: str = "",
+                 queue: str | None = None) -> tuple[Sweep, list[Job]]:
     children = plan_children(body)
     if len(children) > max_points:
         raise ApiError(422, "sweep_too_large", f"the grid has {len(children)} points; at most {max_points}")
-    stored = [(name, job, validate_job(s, tenant_id, job)) for name, job in children]
+    stored = [(name, job, validate_job(s, tenant_id, job, model_dirs)) for name, job in children]
     sweep = Sweep(tenant_id=tenant_id, request=body.model_dump(mode="json"), webhook_url=body.webhook_url,
                   max_drop=body.target.max_drop if body.target else None, status="queued")
     s.add(sweep)
@@ -54,9 +55,18 @@ def create_sweep(s: Session, tenant_id: str, body: SweepCreate, max_points: int)
         request["sweep_point"] = name
         child = repo.create_job(s, tenant_id, request, job.fingerprint(), None)
         child.sweep_id = sweep.id
+        child.queue = queue  # the supervisor of this queue re-sends a child whose message was lost
         jobs.append(child)
     s.flush()
     return sweep, jobs
+
+
+def discard_unqueued_sweep(s: Session, sweep: Sweep, jobs: list[Job]) -> None:
+    """The broker refused the children: forget the sweep, so the client's retry starts it afresh (an
+    id that did reach the broker then finds no job and is skipped by the worker's claim)."""
+    for job in jobs:
+        repo.discard_unqueued_job(s, job.id)
+    s.execute(delete(Sweep).where(Sweep.id == sweep.id))
 
 
 def children(s: Session, sweep_id: str) -> list[Job]:

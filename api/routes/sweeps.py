@@ -24,17 +24,20 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 def create_sweep(body: SweepCreate, tenant: Principal = Depends(current_tenant),
                  session: Session = Depends(db_session), svc: Services = Depends(services)) -> SweepOut:
     validate_webhook_url(session, tenant.id, body.webhook_url, svc.settings)
-    sweep, jobs = sweeps.create_sweep(session, tenant.id, body, svc.settings.max_sweep_points)
+    sweep, jobs = sweeps.create_sweep(session, tenant.id, body, svc.settings.max_sweep_points,
+                                      model_dirs=svc.settings.model_dirs, queue=svc.settings.queue)
     session.commit()
     try:
         for job in jobs:
             svc.queue.enqueue(job.id)
+            repo.mark_enqueued(session, job.id)
     except Exception as exc:
-        log.exception("enqueue failed for sweep %s", sweep.id)
-        for job in jobs:
-            repo.mark_enqueue_failed(session, job.id, f"the job queue is unavailable: {type(exc).__name__}")
+        log.warning("enqueue failed for sweep %s: %s", sweep.id, exc)
+        session.rollback()
+        sweeps.discard_unqueued_sweep(session, sweep, jobs)
         session.commit()
         raise ApiError(503, "queue_unavailable", "the job queue is unavailable; retry later") from None
+    session.commit()
     return sweeps.sweep_out(session, sweep)
 
 

@@ -1,7 +1,7 @@
 """sweeps (grids of jobs sharing cached stages) and webhooks (tenant secrets, outbox, attempts)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-25 13:49:30.836761
 """
 
