@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from .schemas import DatasetTask, JobOut, Strict, Training
+from .schemas import DatasetTask, JobOut, Name, Strict, Training, _no_nul, normalized_task
+
+# The bounds of Compression.layers: a point the grid accepts must make a valid child job (else a 500).
+Depth = Annotated[int, Field(ge=1, le=256)] | Annotated[
+    list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=1, max_length=256)]
 
 
 class Grid(Strict):
     weight_bits: list[Literal[1, 2]] = Field(min_length=1, max_length=2)
-    layers: list[int | list[int]] = Field(min_length=1, max_length=12)
-    budgets: list[str] | None = Field(default=None, min_length=1, max_length=4)
+    layers: list[Depth] = Field(min_length=1, max_length=12)
+    budgets: list[Name] | None = Field(default=None, min_length=1, max_length=4)
 
 
 class Target(Strict):
@@ -22,13 +28,26 @@ class Target(Strict):
 
 
 class SweepCreate(Strict):
-    model: str = Field(min_length=1, max_length=500)
-    task: str | DatasetTask
+    # The same bounds as JobCreate's: every child is a JobCreate built from these.
+    model: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+    task: Name | DatasetTask
     grid: Grid
     activation_bits: Literal[8] | None = 8
     training: Training = Field(default_factory=Training)
     target: Target | None = None
     webhook_url: str | None = Field(default=None, max_length=2000)
+
+    def fingerprint(self) -> str:
+        """Hash of the normalized request (as JobCreate's): an Idempotency-Key replay must match it."""
+        data = self.model_dump(mode="json")
+        if isinstance(self.task, str):
+            data["task"] = normalized_task(self.task)
+        data["model"] = self.model.strip()
+        data["training"]["budget"] = self.training.budget.strip().lower()
+        if self.grid.budgets:
+            data["grid"]["budgets"] = [b.strip().lower() for b in self.grid.budgets]
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class SweepOut(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -32,21 +33,28 @@ def plan_children(body: SweepCreate) -> list[tuple[str, JobCreate]]:
         training = Training(budget=preset or body.training.budget, overrides=body.training.overrides)
         for layers in grid.layers:
             for bits in grid.weight_bits:
-                job = JobCreate(model=body.model, task=body.task, training=training,
-                                compression=Compression(weight_bits=bits, layers=layers,
-                                                        activation_bits=body.activation_bits))
+                try:
+                    job = JobCreate(model=body.model, task=body.task, training=training,
+                                    compression=Compression(weight_bits=bits, layers=layers,
+                                                            activation_bits=body.activation_bits))
+                except ValidationError as exc:  # a point the schema let through must still be a 4xx
+                    e = exc.errors()[0]
+                    where = ".".join(map(str, e.get("loc", ()))) or "body"
+                    raise ApiError(422, "invalid_request", f"grid point {point_name(bits, layers, preset)}: "
+                                   f"{where}: {e.get('msg', 'invalid')}") from None
                 out.append((point_name(bits, layers, preset), job))
     return out
 
 
 def create_sweep(s: Session, tenant_id: str, body: SweepCreate, max_points: int, *, model_dirs: str = "",
-                 queue: str | None = None) -> tuple[Sweep, list[Job]]:
+                 queue: str | None = None, idempotency_key: str | None = None) -> tuple[Sweep, list[Job]]:
     children = plan_children(body)
     if len(children) > max_points:
         raise ApiError(422, "sweep_too_large", f"the grid has {len(children)} points; at most {max_points}")
     stored = [(name, job, validate_job(s, tenant_id, job, model_dirs)) for name, job in children]
     sweep = Sweep(tenant_id=tenant_id, request=body.model_dump(mode="json"), webhook_url=body.webhook_url,
-                  max_drop=body.target.max_drop if body.target else None, status="queued")
+                  max_drop=body.target.max_drop if body.target else None, status="queued",
+                  idempotency_key=idempotency_key, request_hash=body.fingerprint())
     s.add(sweep)
     s.flush()
     jobs = []
@@ -118,6 +126,10 @@ def sweep_out(s: Session, sweep: Sweep) -> SweepOut:
                     table=summary["table"], pareto=summary["pareto"],
                     recommendation=summary["recommendation"],
                     created_at=repo.as_utc(sweep.created_at), finished_at=repo.as_utc(sweep.finished_at))
+
+
+def sweep_by_idempotency_key(s: Session, tenant_id: str, key: str) -> Sweep | None:
+    return s.scalar(select(Sweep).where(Sweep.tenant_id == tenant_id, Sweep.idempotency_key == key))
 
 
 def get_sweep(s: Session, tenant_id: str, sweep_id: str) -> Sweep | None:

@@ -108,3 +108,19 @@ class Api:
             raise ClientError(f"{path}: cannot read the dataset file ({exc.strerror})", USAGE) from None
         with fh:
             return self.request("POST", "/datasets", files={"file": (path.name, fh)}, data=data)
+
+    # ---- sweeps ---------------------------------------------------------------------------------
+
+    def create_sweep(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", "/sweeps", json=body, headers=headers)
+
+    def list_sweeps(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in {"limit": limit, "cursor": cursor}.items() if v}
+        return self.request("GET", "/sweeps", params=params)
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/sweeps/{sweep_id}")
+
+    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/sweeps/{sweep_id}/cancel")

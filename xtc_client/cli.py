@@ -1,4 +1,5 @@
-"""`xtc jobs submit|list|show|watch|cancel|download`: the service from a terminal or a script.
+"""`xtc jobs submit|list|show|watch|cancel|download` (and `xtc sweeps`, sweeps.py): the service from a
+terminal or a script.
 
 Exit codes (see errors.py): 0 ok / job succeeded, 1 job failed, 2 bad input, 3 auth, 4 not found,
 5 server unreachable or 5xx, 6 job cancelled, 7 checksum mismatch. Failures print one line on stderr.
@@ -289,8 +290,11 @@ def download(
 
 
 def register(app: typer.Typer) -> None:
-    """The `xtc.cli` entry point: adds `xtc jobs ...` to the main command."""
+    """The `xtc.cli` entry point: adds `xtc jobs ...` and `xtc sweeps ...` to the main command."""
+    from .sweeps import sweeps_app  # imports this module's helpers, so not at the top
+
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(sweeps_app, name="sweeps")
 
 
 def main() -> None:

@@ -67,3 +67,44 @@ def print_job(console: Console, job: dict[str, Any]) -> None:
     for field, value in rows:
         table.add_row(field, value)
     console.print(table)
+
+
+def _child_ids(sweep: dict[str, Any]) -> dict[str, str]:
+    return {j["request"].get("sweep_point", j["id"]): j["id"] for j in sweep.get("children") or []}
+
+
+def sweep_table(sweep: dict[str, Any]) -> Table:
+    """Every point: its child job, status, metric, size and ratio; ★ on the Pareto front."""
+    front, rec = set(sweep["pareto"]), sweep["recommendation"].get("point")
+    jobs = _child_ids(sweep)
+    table = Table(title=f"sweep {sweep['id']}: {sweep['status']}")
+    for col in ("point", "job", "status", "metric", "drop (pts)", "size", "ratio", "pareto", "recommended"):
+        table.add_column(col)
+    for r in sweep["table"]:
+        metric = f"{r['metric']} {r['score']:.4f}" if r["score"] is not None else ""
+        table.add_row(r["point"], jobs.get(r["point"], ""), r["status"], metric,
+                      f"{r['drop_points']:.2f}" if r["drop_points"] is not None else "",
+                      f"{r['packed_bytes']:,} B" if r["packed_bytes"] else "",
+                      f"{r['ratio']:.1f}x" if r["ratio"] else "",
+                      "★" if r["point"] in front else "", "✓" if r["point"] == rec else "")
+    return table
+
+
+def print_sweep(console: Console, sweep: dict[str, Any]) -> None:
+    console.print(sweep_table(sweep))
+    rec = sweep["recommendation"]
+    console.print(f"recommended: {rec.get('point') or 'none'} ({rec.get('reason', '')})", highlight=False)
+
+
+def sweeps_table(sweeps: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(sweeps)} sweep(s)")
+    for col in ("id", "status", "points", "model", "task", "recommended", "created"):
+        table.add_column(col)
+    for sw in sweeps:
+        done = sum(r["status"] == "succeeded" for r in sw["table"])
+        task = sw["request"].get("task")
+        table.add_row(sw["id"], sw["status"], f"{done}/{len(sw['table'])}",
+                      str(sw["request"].get("model", ""))[-32:],
+                      task if isinstance(task, str) else f"dataset {task.get('train_dataset', '?')}",
+                      sw["recommendation"].get("point") or "", str(sw["created_at"])[:19])
+    return table

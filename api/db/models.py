@@ -160,6 +160,9 @@ class Sweep(Base):
     ``status`` is derived from the children and written once they have all finished."""
 
     __tablename__ = "sweeps"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key", name="uq_sweeps_tenant_idempotency_key"),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("swp"))
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -168,6 +171,9 @@ class Sweep(Base):
     max_drop: Mapped[float | None] = mapped_column(Float, default=None)
     webhook_url: Mapped[str | None] = mapped_column(String(2000), default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Idempotency-Key on POST /sweeps: the key and the hash of the normalized body it was first sent with.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 

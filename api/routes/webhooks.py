@@ -16,11 +16,11 @@ from ..db import repo
 from ..db.models import TenantWebhook, WebhookAttempt, WebhookDelivery, utcnow
 from ..deps import Services, db_session, services
 from ..errors import not_found
-from ..schemas import Strict
+from ..schemas import Strict, error_responses
 from ..webhooks.signing import new_secret
 from ..webhooks.targets import validate_webhook_url
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], responses=error_responses(400, 401, 404, 422))
 
 
 class SecretOut(BaseModel):

@@ -211,6 +211,10 @@ def test_entry_point_plugs_into_xtc():
     assert result.exit_code == 0
     for command in ("submit", "list", "show", "watch", "cancel", "download"):
         assert command in result.output
+    result = CliRunner().invoke(app, ["sweeps", "--help"])
+    assert result.exit_code == 0
+    for command in ("submit", "list", "show", "cancel"):
+        assert command in result.output
     text = (ROOT / "pyproject.toml").read_text()
     assert 'client = "xtc_client.cli:register"' in text
 

@@ -117,6 +117,7 @@ def test_bad_sweeps_are_4xx(alice_idle, bob_idle, tiny_model_dir):
              ({**base, "grid": {"weight_bits": [1, 1], "layers": [1]}}, "invalid_request"),
              ({**base, "grid": {"weight_bits": [1], "layers": [0]}}, "invalid_request"),
              ({**base, "task": "nope"}, "unknown_task"),
+             ({**base, "task": ""}, "invalid_request"),
              ({**base, "grid": {"weight_bits": [1, 2], "layers": list(range(1, 13)),
                                 "budgets": ["smoke", "quick"]}}, "sweep_too_large")]
     for body, code in cases:
