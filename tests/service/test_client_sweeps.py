@@ -72,7 +72,7 @@ def test_client_sweep_submit_wait_show_list_and_errors(live_url, keys, tiny_mode
     assert_one_line_error(run_client(*base, "--task", "nope", "--layers", "1", env=alice), 2, "unknown_task")
 
 
-def test_client_sweep_wait_exits_6_when_cancelled(idle_url, keys, tiny_model_dir):
+def test_client_sweep_wait_exits_6_when_cancelled(idle_url, keys, tiny_model_dir, small_glue):
     """Nobody consumes the idle queue: `--wait` follows queued points until `sweeps cancel` ends them."""
     env = base_env(XTC_SERVER=idle_url, XTC_API_KEY=keys["alice"])
     waiting = subprocess.Popen(
@@ -97,6 +97,17 @@ def test_client_sweep_wait_exits_6_when_cancelled(idle_url, keys, tiny_model_dir
     assert stderr.strip().splitlines()[-1] == f"error: sweep {sweep_id} was cancelled", stderr
     assert f"submitted {sweep_id} (4 points)" in stderr and "Traceback" not in stderr
     assert "w2-l2" in stdout and "cancelled" in stdout  # the final table is printed before the exit
+
+    # Your own data, as with `jobs submit`: the file is uploaded and every point trains on it.
+    r = run_client("sweeps", "submit", "--model", str(tiny_model_dir), "--dataset",
+                   str(small_glue / "SST-2" / "dev.tsv"), "--text-column", "sentence", "--label-column",
+                   "label", "--layers", "1;0,2", "--weight-bits", "2", "--json", env=env)
+    assert r.rc == 0, r.stderr
+    sweep = r.json()
+    task = sweep["request"]["task"]
+    assert task["train_dataset"].startswith("ds_") and task["train_dataset"] == task["dev_dataset"]
+    assert [j["request"]["compression"]["layers"] for j in sweep["children"]] == [1, [0, 2]]
+    assert run_client("sweeps", "cancel", sweep["id"], env=env).rc == 0
 
 
 def test_sweep_idempotency_key(idle_url, idle_settings, keys, tiny_model_dir):
