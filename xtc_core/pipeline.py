@@ -107,7 +107,8 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
             model.to(device).eval()
             emit(stage.name, "finished earlier; loaded from the work folder", stage.index, stage.num_stages)
             return None
-        result = trainer.run(model, stage, loss_fn, selection_score)
+        runner = kd_trainer.get("trainer", trainer) if stage.name != "finetune_teacher" else trainer
+        result = runner.run(model, stage, loss_fn, selection_score)
         torch.save(model.state_dict(), done)
         (work / f"{stage.name}.ckpt.pt").unlink(missing_ok=True)
         return result
@@ -118,6 +119,7 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         return loss, {"ce": float(loss.detach())}
 
     stage_reports: list[dict] = []
+    kd_trainer: dict[str, Trainer] = {}  # the KD stages' trainer when they train on augmented data
 
     # Stage 0: a model without a task head is first fine-tuned on the task (it becomes the teacher).
     stages = {s.name: s for s in plan}
@@ -127,6 +129,12 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     teacher_model.eval()
     for p in teacher_model.parameters():
         p.requires_grad_(False)
+    if cfg.distill and t.augment:
+        emit("load", f"augmenting the training set ({t.augment} copies per example)")
+        kd_trainer["trainer"] = Trainer(
+            tokenizer, encode(tokenizer, train_rows + _augmented(teacher, teacher_model, train_rows, t),
+                              t.max_seq_length),
+            t, device, task.is_regression, task.main_metric, work, on_progress, should_stop)
 
     scores_kd = cfg.distill and bool(t.kd_attention) and t.kd_attention_target == "scores"
     if scores_kd:
@@ -136,7 +144,8 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
 
     def distilled(model, batch, labels):
         inputs = model_inputs(model, batch)
-        w_logits, w_hidden, w_attention = (t.kd_weights(trainer.progress) if model is student_ref.get("quant")
+        progress = kd_trainer.get("trainer", trainer).progress
+        w_logits, w_hidden, w_attention = (t.kd_weights(progress) if model is student_ref.get("quant")
                                            else (t.kd_logits, t.kd_hidden, t.kd_attention))
         probs = bool(w_attention) and not scores_kd
         t_scores = s_scores = None
@@ -252,6 +261,17 @@ def _prepare_work_dir(work: Path, cfg: CompressConfig) -> None:
         for stale in work.glob("*.pt"):
             stale.unlink()
     marker.write_text(json.dumps({"fingerprint": fingerprint}))
+
+
+def _augmented(teacher, teacher_model, rows: list, t) -> list:
+    """TinyBERT-style substitutions: the model's masked-LM head when its checkpoint has one, else
+    nearest neighbours in the (fine-tuned) teacher's word embeddings."""
+    from .augment import augment_examples, load_mlm
+
+    mlm = load_mlm(teacher.source_dir)
+    embeddings = None if mlm is not None else teacher_model.get_input_embeddings().weight
+    return augment_examples(rows, teacher.tokenizer, copies=t.augment, prob=t.augment_prob,
+                            neighbors=t.augment_neighbors, seed=t.seed, embeddings=embeddings, mlm=mlm)
 
 
 def _check_export(out: Path, meta: dict, frozen: dict) -> None:
