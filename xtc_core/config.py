@@ -94,10 +94,13 @@ BUDGETS: dict[str, TrainingConfig] = {
         max_seq_length=64, eval_every=1000, checkpoint_every=1000, max_train_examples=64,
         max_eval_examples=128, warmup_ratio=0.0, lr=1e-4, finetune_lr=1e-4,
     ),
+    # The schedule bench/fidelity.py measured (600/300/800 at lr 2e-4; see bench/README.md), so what
+    # users get is what the benchmark reports; the full training set (a subsample saved nothing: the
+    # steps, not the set size, set the time). The recipe options above stay off until measured over seeds.
     "quick": TrainingConfig(
-        finetune_steps=600, reduction_steps=400, quant_steps=800, batch_size=32, max_seq_length=64,
-        eval_every=200, checkpoint_every=200, max_train_examples=20000, max_eval_examples=None,
-        lr=1e-4, finetune_lr=5e-5,
+        finetune_steps=600, reduction_steps=300, quant_steps=800, batch_size=32, max_seq_length=64,
+        eval_every=200, checkpoint_every=200, max_train_examples=None, max_eval_examples=None,
+        lr=2e-4, finetune_lr=5e-5,
     ),
     "standard": TrainingConfig(
         finetune_steps=3000, reduction_steps=3000, quant_steps=6000, batch_size=32, max_seq_length=128,
