@@ -227,7 +227,7 @@ def prepare_teacher(model_ref: str, task, training, work: Path, device, force: b
     info = {"config": wanted, "path": str(folder), "finetuned": True, "steps": result.steps,
             "seconds": round(result.seconds, 1),
             "step_seconds": round(result.seconds / max(1, result.steps), 4),
-            "selection_best": result.best_metrics}
+            "selection_best": result.best_metrics, "curve": result.history}
     _write_json(info_path, info)
     _log(f"teacher: done in {result.seconds:.0f}s, best {result.best_metrics}")
     return info

@@ -151,3 +151,22 @@ def test_pipeline_with_augmentation_and_the_reference_recipe(tmp_path, tiny_mode
     assert result.metrics["train_examples"] == 16  # the labelled set; KD stages saw 3x as many rows
     parts = [e.message for e in events if e.stage == "quantization" and "attention=" in e.message]
     assert parts  # the attention term on scores was computed
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "roberta", "electra"])
+def test_scores_capture_works_for_every_supported_encoder_family(tmp_path, model_type):
+    from tiny_models import make_tiny_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = make_tiny_model(tmp_path / model_type, model_type=model_type)
+    model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager").eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    batch = _batch(tok)
+    if model_type == "distilbert":
+        batch.pop("token_type_ids", None)
+    with torch.no_grad():
+        ref = model(**batch).logits
+        use_scores_attention(model)
+        with capture_scores() as scores:
+            out = model(**batch).logits
+    assert len(scores) == 4 and torch.allclose(out, ref, atol=1e-6)
