@@ -270,6 +270,8 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
     result = compress(cfg, on_progress=_Progress(f"{task_name}/{_run_label(v.name, seed)}"))
     m = result.metrics
     stages = m["stages"]
+    if reused and not any(st.get("stage") == "layer_reduction" and st.get("resumed") for st in stages):
+        reused = None  # the pipeline discarded the copied stage (another run's fingerprint) and trained it
     steps = sum(s.get("steps", 0) for s in stages)
     seconds = sum(s.get("seconds", 0.0) for s in stages)
     if reused:
@@ -525,6 +527,17 @@ def _goals(variants: dict[str, dict]) -> list[dict]:
     return out
 
 
+def _drop_unused_reuse(res: dict) -> None:
+    """Results cached before the fix above counted a copied stage 1 that the pipeline had discarded
+    and retrained: count only what ran."""
+    reused = res.get("reused_reduction")
+    stages = res.get("stages", [])
+    if reused and any(st.get("stage") == "layer_reduction" and not st.get("resumed") for st in stages):
+        res["steps"] -= reused["steps"]
+        res["train_seconds"] = round(res["train_seconds"] - reused["seconds"], 1)
+        res["reused_reduction"] = None
+
+
 def _aggregate(per_seed: dict[Any, dict]) -> dict[str, Any]:
     """One variant over its seeds: mean score (and mean of every metric), sample std, per-seed scores;
     sizes and layout from the first run; time and steps averaged."""
@@ -710,6 +723,7 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
                 if not res["artifact_matches_recorded"]:
                     _log(f"warning: {label}: reloaded artifact {artifact_score} != recorded {res['score']}")
                 _write_json(cache, res)
+            _drop_unused_reuse(res)
             runs[name][seed] = res
             if "teacher_check" in res:
                 teacher_score = res["teacher_check"]
