@@ -80,8 +80,8 @@ DEFAULT_VARIANTS = [n for n in DEFAULT_ORDER if n not in ("nokd-w2", "nokd-w1")]
 SIZE_GOAL = ("xtc-w1-half", 30.0)  # the half-depth 1-bit checkpoint: >= 30x smaller than fp32
 
 # Benchmark presets on top of the library budgets (xtc_core.config.BUDGETS). `quick` is sized so the
-# full SST-2 run (teacher + every variant) takes about 30 minutes on 2 shared CPU cores: the training
-# set is subsampled (printed in the table); dev sets are always full.
+# full SST-2 run (teacher + every variant) takes about 30 minutes on 2 idle CPU cores: the full
+# training set (sampling 20k rows saved nothing: steps set the time); dev sets are always full.
 BENCH_PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {},
     # Dev evaluation costs as much as ~20 training steps on CPU, so quick runs select on a dev
@@ -90,7 +90,7 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
     # fused AdamW) to about 30 min for SST-2 on 2 idle CPU cores; the earlier 300/80/160 schedule
     # was too short for 1-bit students (see README's log of attempts).
     "quick": dict(finetune_steps=600, reduction_steps=300, quant_steps=800, eval_every=10_000, lr=2e-4,
-                  checkpoint_every=200, max_train_examples=20000, max_eval_examples=256,
+                  checkpoint_every=200, max_train_examples=None, max_eval_examples=256,
                   max_seq_length=64),
     "standard": {},
     "paper": {},
@@ -102,6 +102,8 @@ BENCH_PRESETS: dict[str, dict[str, Any]] = {
 def _parse_value(text: str) -> Any:
     if text.lower() in ("none", "null"):
         return None
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for cast in (int, float):
         try:
             return cast(text)
@@ -225,7 +227,7 @@ def prepare_teacher(model_ref: str, task, training, work: Path, device, force: b
     info = {"config": wanted, "path": str(folder), "finetuned": True, "steps": result.steps,
             "seconds": round(result.seconds, 1),
             "step_seconds": round(result.seconds / max(1, result.steps), 4),
-            "selection_best": result.best_metrics}
+            "selection_best": result.best_metrics, "curve": result.history}
     _write_json(info_path, info)
     _log(f"teacher: done in {result.seconds:.0f}s, best {result.best_metrics}")
     return info
@@ -233,16 +235,23 @@ def prepare_teacher(model_ref: str, task, training, work: Path, device, force: b
 
 # ----------------------------------------------------------------------------------------- variants
 
+def _run_label(name: str, seed: int | None) -> str:
+    """Cache/work name of one run: the variant alone (single-seed runs, the earlier layout) or
+    ``<variant>-s<seed>`` with ``--seeds``."""
+    return name if seed is None else f"{name}-s{seed}"
+
+
 def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, training, work: Path,
-                         total_layers: int, device) -> dict[str, Any]:
+                         total_layers: int, device, seed: int | None = None) -> dict[str, Any]:
     from xtc_core.config import CompressConfig, DataSource
     from xtc_core.pipeline import compress
 
-    vdir = work / "variants" / v.name
+    vdir = work / "variants" / _run_label(v.name, seed)
     reused = None
     if v.reuse_reduction_from and v.half:
-        src = work / "variants" / v.reuse_reduction_from / "work" / "layer_reduction.done.pt"
-        src_json = _read_json(work / "variants" / f"{v.reuse_reduction_from}.json")
+        src_label = _run_label(v.reuse_reduction_from, seed)
+        src = work / "variants" / src_label / "work" / "layer_reduction.done.pt"
+        src_json = _read_json(work / "variants" / f"{src_label}.json")
         if src.exists() and src_json:
             (vdir / "work").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, vdir / "work" / "layer_reduction.done.pt")
@@ -258,9 +267,11 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
         weight_groups=args.weight_groups, training=training, budget_name=args.budget, device=device,
         distill=v.distill, quantize=v.quantize, resume=True,
     )
-    result = compress(cfg, on_progress=_Progress(f"{task_name}/{v.name}"))
+    result = compress(cfg, on_progress=_Progress(f"{task_name}/{_run_label(v.name, seed)}"))
     m = result.metrics
     stages = m["stages"]
+    if reused and not any(st.get("stage") == "layer_reduction" and st.get("resumed") for st in stages):
+        reused = None  # the pipeline discarded the copied stage (another run's fingerprint) and trained it
     steps = sum(s.get("steps", 0) for s in stages)
     seconds = sum(s.get("seconds", 0.0) for s in stages)
     if reused:
@@ -290,6 +301,7 @@ def run_ptq_variant(v: Variant, teacher_path: str, task, training, work: Path, a
 
     from xtc_core.checkpoint import save_compressed
     from xtc_core.evaluate import encode_dev, score_splits
+    from xtc_core.quant import freeze_quantized_weights
     from xtc_core.student import apply_quantization, count_params, round_unquantized_floats
 
     started = time.perf_counter()
@@ -298,6 +310,7 @@ def run_ptq_variant(v: Variant, teacher_path: str, task, training, work: Path, a
     quantized = apply_quantization(model, weight_bits=v.weight_bits, activation_bits=8,
                                    weight_groups=args.weight_groups)
     round_unquantized_floats(model, torch.float16, set(quantized))
+    freeze_quantized_weights(model)  # evaluate exactly the codes and scales that are exported
     dev = encode_dev(tokenizer, task.dev, training.max_seq_length)
     with torch.inference_mode():
         scores = score_splits(model, tokenizer, dev, task.metrics, task.is_regression,
@@ -343,6 +356,69 @@ def run_int8_variant(v: Variant, teacher_path: str, task, training, work: Path) 
             "layers": model.config.num_hidden_layers, "checkpoint": str(out)}
 
 
+def artifact_predictions(checkpoint: str, task, training) -> tuple[list, float]:
+    """Dev predictions (first split) and main metric of the *reloaded* artifact: the paired tests use
+    them, and they prove the recorded metric is the artifact's."""
+    import numpy as np
+    import torch
+
+    from xtc_core.batches import predict
+    from xtc_core.checkpoint import load_compressed, load_tokenizer
+    from xtc_core.evaluate import encode_dev
+    from xtc_core.metrics import compute_metrics
+
+    model = load_compressed(checkpoint, device="cpu")
+    tok = load_tokenizer(checkpoint)
+    split, rows = next(iter(task.dev.items()))
+    enc = encode_dev(tok, {split: rows}, training.max_seq_length)[split]
+    with torch.inference_mode():
+        logits = predict(model, tok, enc, training.eval_batch_size, torch.device("cpu"), task.is_regression)
+    preds = logits.squeeze(-1) if task.is_regression else logits.argmax(dim=-1)
+    preds = preds.tolist()
+    score = compute_metrics(task.metrics, np.array(preds), enc.labels)[task.main_metric]
+    return preds, score
+
+
+def paired_test(xtc_runs: list[list], base_runs: list[list], labels: list, metric_names, main: str,
+                regression: bool, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """XTC against its baseline on the same dev examples. ``*_runs``: one prediction list per seed
+    (paired by seed). Bootstrap over dev examples of the seed-averaged metric difference (95% CI and
+    one-sided p = share of resamples where XTC is not ahead); for classification also the exact
+    McNemar test on the pooled discordant (example, seed) pairs; with >= 2 seeds a paired t-test
+    over the per-seed scores."""
+    import numpy as np
+    from scipy import stats
+
+    from xtc_core.metrics import compute_metrics
+
+    y = np.asarray(labels)
+    xs = [np.asarray(r) for r in xtc_runs]
+    bs = [np.asarray(r) for r in base_runs]
+
+    def diff(idx):
+        mx = np.mean([compute_metrics((main,), x[idx], y[idx])[main] for x in xs])
+        mb = np.mean([compute_metrics((main,), b[idx], y[idx])[main] for b in bs])
+        return mx - mb
+
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    observed = diff(np.arange(n))
+    boots = np.array([diff(rng.integers(0, n, n)) for _ in range(resamples)])
+    out = {"seeds_paired": len(xs), "margin": float(observed),
+           "bootstrap_ci95": [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))],
+           "bootstrap_p_not_better": float(np.mean(boots <= 0)), "resamples": resamples}
+    if not regression:
+        only_x = sum(int(np.sum((x == y) & (b != y))) for x, b in zip(xs, bs, strict=True))
+        only_b = sum(int(np.sum((x != y) & (b == y))) for x, b in zip(xs, bs, strict=True))
+        p = stats.binomtest(only_x, only_x + only_b, 0.5).pvalue if only_x + only_b else 1.0
+        out["mcnemar"] = {"xtc_only_right": only_x, "baseline_only_right": only_b, "p_two_sided": float(p)}
+    if len(xs) >= 2:
+        sx = [compute_metrics(tuple(metric_names), x, y)[main] for x in xs]
+        sb = [compute_metrics(tuple(metric_names), b, y)[main] for b in bs]
+        out["ttest_rel_p_two_sided"] = float(stats.ttest_rel(sx, sb).pvalue)
+    return out
+
+
 # ----------------------------------------------------------------------------------------- report
 
 def _fmt_bytes(n: int) -> str:
@@ -374,6 +450,9 @@ def build_report(task_result: dict) -> str:
             "finetune_steps", "reduction_steps", "quant_steps", "batch_size", "max_seq_length", "lr",
             "finetune_lr", "eval_every", "weight_decay", "warmup_ratio"))
         + f", weight_groups={r['weight_groups']}",
+        f"- seeds of the trained variants: {r.get('seeds')} (scores: mean ± sample std over seeds); "
+        f"one SST-2-sized dev set (872 sentences) carries ~±1.25 points of standard error per run",
+        f"- teacher schedule overrides: {r.get('teacher_overrides') or 'none'}",
         f"- hardware: {r['hardware']}",
         f"- total wall time: {r['total_seconds'] / 60:.1f} min "
         f"(teacher stage 0: {r['teacher']['seconds']:.0f} s)",
@@ -392,17 +471,18 @@ def build_report(task_result: dict) -> str:
         shared = f" (incl. shared stage 1 of {reused['from']})" if reused else ""
         lines.append(
             f"| {name} | {v.description} | {res['layers']} | {_bits(v)} | {kd} | "
-            f"{res['score'] * scale:.2f} | "
+            f"{_score_cell(res, scale)} | "
             f"{res['delta'] * scale:+.2f} | {_fmt_bytes(res['packed_bytes'])} | {res['ratio']:.1f}x | "
             f"{res['train_seconds']:.0f}{shared} | {res['steps']} |")
     lines += ["", "Matching no-distillation baselines (same student, same bits, same steps, labels only; "
               "PTQ = same quantizers, no training):", "",
-              "| XTC variant | score | baseline | baseline score | margin | XTC wins |",
-              "|---|---|---|---|---|---|"]
+              "| XTC variant | score | baseline | baseline score | margin | XTC wins | paired test over dev "
+              "examples (bootstrap 95% CI of the margin; p(XTC not ahead); McNemar p) |",
+              "|---|---|---|---|---|---|---|"]
     for row in r["matches"]:
         lines.append(f"| {row['xtc']} | {row['xtc_score'] * scale:.2f} | {row['baseline']} | "
                      f"{row['baseline_score'] * scale:.2f} | {row['margin'] * scale:+.2f} | "
-                     f"{'yes' if row['wins'] else '**no**'} |")
+                     f"{'yes' if row['wins'] else '**no**'} | {_paired_cell(row.get('paired'), scale)} |")
     if r["goals"]:
         lines += ["", "Goals (set for SST-2, quick budget; shown for every task):", "",
                   "| goal | value | met |", "|---|---|---|"]
@@ -410,6 +490,26 @@ def build_report(task_result: dict) -> str:
             lines.append(f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else '**no**'} |")
     lines += ["", "Other dev metrics per variant: see the JSON file beside this one.", ""]
     return "\n".join(lines)
+
+
+def _score_cell(res: dict, scale: float) -> str:
+    n = res.get("n_seeds", 1)
+    if n > 1:
+        return f"{res['score'] * scale:.2f} ± {res['std'] * scale:.2f} (n={n})"
+    return f"{res['score'] * scale:.2f}"
+
+
+def _paired_cell(p: dict | None, scale: float) -> str:
+    if not p:
+        return "-"
+    lo, hi = p["bootstrap_ci95"]
+    text = f"[{lo * scale:+.2f}, {hi * scale:+.2f}]; p={p['bootstrap_p_not_better']:.3f}"
+    if "mcnemar" in p:
+        m = p["mcnemar"]
+        text += f"; McNemar p={m['p_two_sided']:.3f} ({m['xtc_only_right']} vs {m['baseline_only_right']})"
+    if "ttest_rel_p_two_sided" in p:
+        text += f"; t-test over seeds p={p['ttest_rel_p_two_sided']:.3f}"
+    return text + f" ({p['seeds_paired']} seed pair(s))"
 
 
 def _goals(variants: dict[str, dict]) -> list[dict]:
@@ -427,14 +527,56 @@ def _goals(variants: dict[str, dict]) -> list[dict]:
     return out
 
 
-def _matches(variants: dict[str, dict]) -> list[dict]:
+def _drop_unused_reuse(res: dict) -> None:
+    """Results cached before the fix above counted a copied stage 1 that the pipeline had discarded
+    and retrained: count only what ran."""
+    reused = res.get("reused_reduction")
+    stages = res.get("stages", [])
+    if reused and any(st.get("stage") == "layer_reduction" and not st.get("resumed") for st in stages):
+        res["steps"] -= reused["steps"]
+        res["train_seconds"] = round(res["train_seconds"] - reused["seconds"], 1)
+        res["reused_reduction"] = None
+
+
+def _aggregate(per_seed: dict[Any, dict]) -> dict[str, Any]:
+    """One variant over its seeds: mean score (and mean of every metric), sample std, per-seed scores;
+    sizes and layout from the first run; time and steps averaged."""
+    import statistics
+
+    results = list(per_seed.values())
+    first = results[0]
+    scores = [r["score"] for r in results]
+    out = {k: val for k, val in first.items() if k not in ("key", "dev_predictions")}
+    out["score"] = statistics.fmean(scores)
+    out["std"] = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    out["n_seeds"] = len(scores)
+    out["seed_scores"] = {str(r.get("seed")): r["score"] for r in results}
+    out["metrics"] = {m: statistics.fmean(r["metrics"][m] for r in results) for m in first["metrics"]}
+    out["train_seconds"] = round(statistics.fmean(r["train_seconds"] for r in results), 1)
+    out["artifact_matches_recorded"] = all(r.get("artifact_matches_recorded", True) for r in results)
+    return out
+
+
+def _matches(variants: dict[str, dict], runs: dict[str, dict] | None = None, labels: list | None = None,
+             task=None) -> list[dict]:
     out = []
     for name, res in variants.items():
         for base in VARIANTS[name].baselines:
             if base in variants:
                 margin = res["score"] - variants[base]["score"]
-                out.append({"xtc": name, "baseline": base, "xtc_score": res["score"],
-                            "baseline_score": variants[base]["score"], "margin": margin, "wins": margin > 0})
+                row = {"xtc": name, "baseline": base, "xtc_score": res["score"],
+                       "baseline_score": variants[base]["score"], "margin": margin, "wins": margin > 0}
+                if runs is not None and task is not None:
+                    xs, bs = runs[name], runs[base]
+                    # pair by seed; a seed-independent baseline (PTQ) pairs with every seed
+                    pairs = [(xs[s], bs[s] if s in bs else bs.get(None)) for s in xs]
+                    pairs = [(x, b) for x, b in pairs if b is not None and "dev_predictions" in x
+                             and "dev_predictions" in b]
+                    if pairs:
+                        row["paired"] = paired_test([x["dev_predictions"] for x, _ in pairs],
+                                                    [b["dev_predictions"] for _, b in pairs], labels,
+                                                    task.metrics, task.main_metric, task.is_regression)
+                out.append(row)
     return out
 
 
@@ -461,10 +603,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  "max-seq-length", "max-train-examples"):
         p.add_argument(f"--{name}", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated training seeds for the trained variants (e.g. 1,2,3): each variant "
+                        "runs once per seed (cached per variant and seed); tables show mean +- std")
+    p.add_argument("--teacher-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="TrainingConfig override for the teacher's stage 0 only (repeatable), e.g. "
+                        "max_train_examples=none; the teacher's cache key depends only on its own schedule")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other TrainingConfig override (repeatable)")
     args = p.parse_args(argv)
     args.tasks = args.task or ["sst2"]
+    try:
+        args.seed_list = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else []
+    except ValueError:
+        p.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
     args.tag = args.tag or args.budget
     named = {"all": DEFAULT_ORDER, "default": DEFAULT_VARIANTS}
     args.variant_list = [n for s in args.variants.split(",") if s.strip()
@@ -492,6 +644,16 @@ def training_config(args):
     return budget(args.budget, **overrides), overrides
 
 
+def teacher_config(args, training):
+    """The teacher's stage-0 schedule: the run's config plus ``--teacher-set`` overrides. Its seed is the
+    config's own (never a variant seed), so every seed of every variant distills the same teacher."""
+    overrides = {}
+    for item in args.teacher_set:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = _parse_value(value.strip())
+    return training.replace(**overrides), overrides
+
+
 def run_task(task_name: str, args, training, overrides: dict, command: str) -> dict:
     import torch
 
@@ -508,8 +670,10 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     work.mkdir(parents=True, exist_ok=True)
     # The teacher depends only on its own schedule, not on the tag: runs with other variant options
     # (another --tag) reuse it, so their numbers compare against the very same teacher.
-    teacher_work = args.work_dir / f"{_slug(args.model)}-{spec.name}-teachers" / _teacher_key(training)
-    teacher = prepare_teacher(args.model, task, training, teacher_work, device, args.force)
+    teacher_training, teacher_overrides = teacher_config(args, training)
+    teachers = args.work_dir / f"{_slug(args.model)}-{spec.name}-teachers"
+    teacher_work = teachers / _teacher_key(teacher_training)
+    teacher = prepare_teacher(args.model, task, teacher_training, teacher_work, device, args.force)
     teacher_path = teacher["path"]
     tmodel, _ = _load_teacher_model(teacher_path, task, "cpu")
     total_layers = tmodel.config.num_hidden_layers
@@ -518,37 +682,52 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     fp32_bytes = count_params(tmodel) * 4
     del tmodel
 
-    variants: dict[str, dict] = {}
+    seeds = args.seed_list or [None]
+    runs: dict[str, dict[Any, dict]] = {}  # variant -> seed (None: the config's seed) -> result
     teacher_score = None
     for name in args.variant_list:
         v = VARIANTS[name]
-        cache = work / "variants" / f"{name}.json"
-        key = {"variant": dataclasses.asdict(v), "training": dataclasses.asdict(training),
-               "weight_groups": args.weight_groups, "teacher": teacher["config"]}
-        key = json.loads(json.dumps(key))  # tuples become lists, as in the cached file
-        cached = _read_json(cache)
-        if not args.force and cached and cached.get("key") == key:
-            _log(f"{spec.name}/{name}: cached ({cached['score']:.4f})")
-            res = cached
-        else:
-            _log(f"{spec.name}/{name}: running ({v.description})")
-            t0 = time.perf_counter()
-            if args.force:
-                shutil.rmtree(work / "variants" / name, ignore_errors=True)
-            if v.kind == "compress":
-                res = run_compress_variant(v, teacher_path, args, spec.name, training, work, total_layers,
-                                           device)
-            elif v.kind == "ptq":
-                res = run_ptq_variant(v, teacher_path, task, training, work, args, device)
+        runs[name] = {}
+        for seed in (seeds if v.kind == "compress" else [None]):
+            vtrain = training.replace(seed=seed) if seed is not None else training
+            label = _run_label(name, seed)
+            cache = work / "variants" / f"{label}.json"
+            key = {"variant": dataclasses.asdict(v), "training": dataclasses.asdict(vtrain),
+                   "weight_groups": args.weight_groups, "teacher": teacher["config"]}
+            key = json.loads(json.dumps(key))  # tuples become lists, as in the cached file
+            cached = _read_json(cache)
+            if not args.force and cached and cached.get("key") == key:
+                _log(f"{spec.name}/{label}: cached ({cached['score']:.4f})")
+                res = cached
             else:
-                res = run_int8_variant(v, teacher_path, task, training, work)
-            res["key"] = key
-            _write_json(cache, res)
-            _log(f"{spec.name}/{name}: {task.main_metric}={res['score']:.4f} "
-                 f"({time.perf_counter() - t0:.0f}s, {res['packed_bytes']} bytes)")
-        variants[name] = res
-        if "teacher_check" in res:
-            teacher_score = res["teacher_check"]
+                _log(f"{spec.name}/{label}: running ({v.description})")
+                t0 = time.perf_counter()
+                if args.force:
+                    shutil.rmtree(work / "variants" / label, ignore_errors=True)
+                if v.kind == "compress":
+                    res = run_compress_variant(v, teacher_path, args, spec.name, vtrain, work, total_layers,
+                                               device, seed)
+                elif v.kind == "ptq":
+                    res = run_ptq_variant(v, teacher_path, task, training, work, args, device)
+                else:
+                    res = run_int8_variant(v, teacher_path, task, training, work)
+                res["key"] = key
+                res["seed"] = vtrain.seed
+                _write_json(cache, res)
+                _log(f"{spec.name}/{label}: {task.main_metric}={res['score']:.4f} "
+                     f"({time.perf_counter() - t0:.0f}s, {res['packed_bytes']} bytes)")
+            if v.kind != "int8" and "dev_predictions" not in res and Path(res["checkpoint"]).exists():
+                preds, artifact_score = artifact_predictions(res["checkpoint"], task, training)
+                res["dev_predictions"], res["artifact_score"] = preds, artifact_score
+                res["artifact_matches_recorded"] = artifact_score == res["score"]
+                if not res["artifact_matches_recorded"]:
+                    _log(f"warning: {label}: reloaded artifact {artifact_score} != recorded {res['score']}")
+                _write_json(cache, res)
+            _drop_unused_reuse(res)
+            runs[name][seed] = res
+            if "teacher_check" in res:
+                teacher_score = res["teacher_check"]
+    variants = {name: _aggregate(per_seed) for name, per_seed in runs.items()}
 
     # The teacher's score on the full dev set, measured the same way as every variant.
     from xtc_core.evaluate import encode_dev, score_splits
@@ -568,7 +747,8 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     n_train = min(len(task.train), training.max_train_examples or len(task.train))
     result = {
         "task": spec.name, "metric": task.main_metric, "model": args.model, "budget": args.budget,
-        "tag": args.tag, "command": command, "overrides": overrides,
+        "tag": args.tag, "command": command, "overrides": overrides, "teacher_overrides": teacher_overrides,
+        "seeds": args.seed_list or [training.seed],
         "training": dataclasses.asdict(training), "weight_groups": args.weight_groups,
         "train_examples": n_train, "train_total": len(task.train),
         "dev_examples": {k: len(rows) for k, rows in task.dev.items()},
@@ -581,7 +761,9 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
         "variants": {n: {k: v for k, v in res.items() if k != "key"} for n, res in variants.items()},
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    result["matches"] = _matches(result["variants"])
+    first_labels = next(iter(task.dev.values()))
+    labels = [row.label for row in first_labels]
+    result["matches"] = _matches(result["variants"], runs, labels, task)
     result["goals"] = _goals(result["variants"])
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stem = f"fidelity_{spec.name}_{args.tag}"  # not Path.with_suffix: a tag may contain dots

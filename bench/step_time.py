@@ -4,6 +4,10 @@
   matrix quantized every step, the default (unfused) AdamW;
 - library: length-bucketed batches, only looked-up embedding rows quantized while training, fused AdamW.
 
+A third row times the KD step with the reference recipe options (attention KD on pre-softmax scores
+captured through the attention registry, padding-masked hidden states, student dropout off) against the
+stock one (``output_attentions=True`` probabilities), both in library mode.
+
     python bench/step_time.py --steps 8 --out bench/results/step_time.json
 """
 
@@ -96,6 +100,31 @@ def main() -> None:
         opt["s"].step()
         return int(batch["attention_mask"].sum())
 
+    def kd_recipe_step(reference: bool):
+        from xtc_core.attention import capture_scores
+
+        def step(idx):
+            batch, _ = collate(tok, data, idx, device, False)
+            inputs = model_inputs(model, batch)
+            if reference:
+                with torch.no_grad(), capture_scores() as ts:
+                    t_out = model(**inputs, output_hidden_states=True)
+                with capture_scores() as ss:
+                    s_out = student(**inputs, output_hidden_states=True)
+                loss, _ = kd_loss(s_out, t_out, [1, 3, 5], regression=False,
+                                  attention_mask=batch["attention_mask"], hidden_mask=True,
+                                  student_scores=ss, teacher_scores=ts)
+            else:
+                with torch.no_grad():
+                    t_out = model(**inputs, output_hidden_states=True, output_attentions=True)
+                s_out = student(**inputs, output_hidden_states=True, output_attentions=True)
+                loss, _ = kd_loss(s_out, t_out, [1, 3, 5], regression=False)
+            opt["s"].zero_grad()
+            loss.backward()
+            opt["s"].step()
+            return int(batch["attention_mask"].sum())
+        return step
+
     results = []
     stages = (("finetune teacher (6 layers)", finetune_step), ("QAT+KD W1A8 student (3 layers)", qat_kd_step))
     for name, fn in stages:
@@ -107,6 +136,25 @@ def main() -> None:
             row[f"{mode}_s_per_step"], row[f"{mode}_tokens_per_s"] = round(sec, 4), round(tps, 1)
         row["speedup"] = round(row["naive_s_per_step"] / row["library_s_per_step"], 2)
         results.append(row)
+
+    from xtc_core.attention import use_scores_attention
+    from xtc_core.student import disable_dropout
+
+    configure("library")
+    row = {"stage": "QAT+KD W1A8 3 layers: stock probs KD (naive) vs reference recipe (library)"}
+    def same_batches():
+        return itertools.islice(train_batches(lengths(data), args.batch_size, 1), args.steps + 1)
+
+    sec, tps = time_steps(kd_recipe_step(False), same_batches(), args.steps)
+    row["naive_s_per_step"], row["naive_tokens_per_s"] = round(sec, 4), round(tps, 1)
+    previous = use_scores_attention(model)
+    use_scores_attention(student)
+    disable_dropout(student)
+    sec, tps = time_steps(kd_recipe_step(True), same_batches(), args.steps)
+    row["library_s_per_step"], row["library_tokens_per_s"] = round(sec, 4), round(tps, 1)
+    row["speedup"] = round(row["naive_s_per_step"] / row["library_s_per_step"], 2)
+    model.set_attn_implementation(previous)
+    results.append(row)
 
     print(f"| stage | naive s/step | library s/step | speedup | device: {device} |")
     print("|---|---|---|---|---|")

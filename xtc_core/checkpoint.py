@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import __version__
+from .canonical import canonicalize_header
 from .errors import CheckpointError
 from .packing import pack_codes, unpack_codes
 from .quant import dequantize_weight, fake_quantize_activation, quantize_weight
@@ -66,6 +67,7 @@ def save_compressed(model: nn.Module, tokenizer, out_dir: str | Path, *, meta: d
     out.mkdir(parents=True, exist_ok=True)
     tensors = export_tensors(model, meta["quantized"], meta["float_storage"])
     save_file(tensors, str(out / WEIGHTS), metadata={"format": "pt", "xtc_format": str(FORMAT_VERSION)})
+    canonicalize_header(out / WEIGHTS)  # same tensors -> same bytes (safetensors orders metadata randomly)
     write_packed_config(model.config, out, (meta.get("task") or {}).get("labels"))
     tokenizer.save_pretrained(out)
     full_meta = {"format_version": FORMAT_VERSION, "library_version": __version__, **meta}

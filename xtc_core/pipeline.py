@@ -29,8 +29,16 @@ from .distill import kd_loss, label_loss
 from .evaluate import encode_dev, score_splits
 from .models import load_teacher
 from .progress import ProgressCallback, ProgressEvent, ShouldStop
+from .quant import freeze_quantized_weights
 from .stage_cache import CACHEABLE_STAGES, StageCache, StageStore
-from .student import apply_quantization, build_student, count_params, resolve_layers, round_unquantized_floats
+from .student import (
+    apply_quantization,
+    build_student,
+    count_params,
+    disable_dropout,
+    resolve_layers,
+    round_unquantized_floats,
+)
 from .trainer import Stage, StageResult, Trainer
 
 log = logging.getLogger(__name__)
@@ -87,7 +95,7 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     if len(layers) < total_layers:
         plan.append(Stage("layer_reduction", t.reduction_steps, t.lr))
     if cfg.quantize:
-        plan.append(Stage("quantization", t.quant_steps, t.lr))
+        plan.append(Stage("quantization", t.quant_steps, t.stage2_lr(cfg.weight_bits)))
     for i, stage in enumerate(plan):
         stage.index, stage.num_stages = i, len(plan)
 
@@ -111,12 +119,13 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
             model.to(device).eval()
             emit(stage.name, "finished earlier; loaded from the work folder", stage.index, stage.num_stages)
             return None
+        runner = kd_trainer.get("trainer", trainer) if stage.name != "finetune_teacher" else trainer
         if key is not None:
             result = cache.run(stage, key, load=lambda p: _load_weights(model, p, device),
-                               train=lambda: trainer.run(model, stage, loss_fn, selection_score),
+                               train=lambda: runner.run(model, stage, loss_fn, selection_score),
                                save=lambda p: torch.save(model.state_dict(), p), scratch=work)
         else:
-            result = trainer.run(model, stage, loss_fn, selection_score)
+            result = runner.run(model, stage, loss_fn, selection_score)
         torch.save(model.state_dict(), done)
         (work / f"{stage.name}.ckpt.pt").unlink(missing_ok=True)
         return result
@@ -127,6 +136,7 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         return loss, {"ce": float(loss.detach())}
 
     stage_reports: list[dict] = []
+    kd_trainer: dict[str, Trainer] = {}  # the KD stages' trainer when they train on augmented data
 
     # Stage 0: a model without a task head is first fine-tuned on the task (it becomes the teacher).
     stages = {s.name: s for s in plan}
@@ -136,19 +146,49 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     teacher_model.eval()
     for p in teacher_model.parameters():
         p.requires_grad_(False)
+    if cfg.distill and t.augment:
+        emit("load", f"augmenting the training set ({t.augment} copies per example)")
+        kd_trainer["trainer"] = Trainer(
+            tokenizer, encode(tokenizer, train_rows + _augmented(teacher, teacher_model, train_rows, t),
+                              t.max_seq_length),
+            t, device, task.is_regression, task.main_metric, work, on_progress, should_stop)
+
+    scores_kd = cfg.distill and bool(t.kd_attention) and t.kd_attention_target == "scores"
+    if scores_kd:
+        from .attention import use_scores_attention
+
+        teacher_attn = use_scores_attention(teacher_model)
 
     def distilled(model, batch, labels):
         inputs = model_inputs(model, batch)
-        with torch.no_grad():
-            t_out = teacher_model(**inputs, output_hidden_states=True, output_attentions=True)
-        s_out = model(**inputs, output_hidden_states=True, output_attentions=True)
-        return kd_loss(s_out, t_out, layers, regression=task.is_regression, w_logits=t.kd_logits,
-                       w_hidden=t.kd_hidden, w_attention=t.kd_attention, temperature=t.temperature)
+        progress = kd_trainer.get("trainer", trainer).progress
+        w_logits, w_hidden, w_attention = (t.kd_weights(progress) if model is student_ref.get("quant")
+                                           else (t.kd_logits, t.kd_hidden, t.kd_attention))
+        probs = bool(w_attention) and not scores_kd
+        t_scores = s_scores = None
+        if w_attention and scores_kd:
+            from .attention import capture_scores
+
+            with torch.no_grad(), capture_scores() as t_scores:
+                t_out = teacher_model(**inputs, output_hidden_states=True)
+            with capture_scores() as s_scores:
+                s_out = model(**inputs, output_hidden_states=True)
+        else:
+            with torch.no_grad():
+                t_out = teacher_model(**inputs, output_hidden_states=True, output_attentions=probs)
+            s_out = model(**inputs, output_hidden_states=True, output_attentions=probs)
+        return kd_loss(s_out, t_out, layers, regression=task.is_regression, w_logits=w_logits,
+                       w_hidden=w_hidden, w_attention=w_attention, temperature=t.temperature,
+                       attention_mask=batch.get("attention_mask"), hidden_mask=t.kd_hidden_mask,
+                       student_scores=s_scores, teacher_scores=t_scores)
 
     student_loss = distilled if cfg.distill else supervised
     student = build_student(teacher_model, layers)
+    student_ref: dict = {}  # the student of stage 2 (late KD weights apply there only)
     for p in student.parameters():
         p.requires_grad_(True)
+    if cfg.distill and not t.kd_student_dropout:
+        disable_dropout(student)
     if "layer_reduction" in stages:
         result = run_stage(student, stages["layer_reduction"], student_loss)
         stage_reports.append(_report(cache, stages["layer_reduction"], result))
@@ -157,14 +197,20 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     if cfg.quantize:
         quantized = apply_quantization(student, weight_bits=cfg.weight_bits,
                                        activation_bits=cfg.activation_bits, weight_groups=cfg.weight_groups)
+        student_ref["quant"] = student
         result = run_stage(student, stages["quantization"], student_loss)
         stage_reports.append(_report(cache, stages["quantization"], result))
 
     emit("export", "final evaluation and export", len(plan) - 1 if plan else 0, max(1, len(plan)))
     student.eval()
-    # The checkpoint stores unquantized floats in float_storage; make the in-memory student exactly that
-    # before measuring it, so the recorded metric is the checkpoint's metric.
+    if scores_kd:
+        teacher_model.set_attn_implementation(teacher_attn)
+        student.set_attn_implementation(teacher_attn)
+    # The checkpoint stores unquantized floats in float_storage and quantized weights as codes and
+    # scales computed once (deterministically): make the in-memory student exactly that before
+    # measuring it, so the recorded metric is the checkpoint's metric on any device and thread count.
     round_unquantized_floats(student, _STORAGE_DTYPES[cfg.float_storage], set(quantized))
+    frozen = freeze_quantized_weights(student)
     with torch.inference_mode():
         teacher_scores = score_splits(teacher_model, tokenizer, full_dev, task.metrics, task.is_regression,
                                       t.eval_batch_size, device)
@@ -188,6 +234,7 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         "recipe": {"budget": cfg.budget_name, "distill": cfg.distill, "training": dataclasses.asdict(t)},
     }
     out = save_compressed(student, tokenizer, cfg.output_dir, meta=meta)
+    _check_export(out, meta, frozen)
     packed = (out / "model.safetensors").stat().st_size
     main = task.main_metric
     metrics = {
@@ -231,6 +278,30 @@ def _prepare_work_dir(work: Path, cfg: CompressConfig) -> None:
         for stale in work.glob("*.pt"):
             stale.unlink()
     marker.write_text(json.dumps({"fingerprint": fingerprint}))
+
+
+def _augmented(teacher, teacher_model, rows: list, t) -> list:
+    """TinyBERT-style substitutions: the model's masked-LM head when its checkpoint has one, else
+    nearest neighbours in the (fine-tuned) teacher's word embeddings."""
+    from .augment import augment_examples, load_mlm
+
+    mlm = load_mlm(teacher.source_dir)
+    embeddings = None if mlm is not None else teacher_model.get_input_embeddings().weight
+    return augment_examples(rows, teacher.tokenizer, copies=t.augment, prob=t.augment_prob,
+                            neighbors=t.augment_neighbors, seed=t.seed, embeddings=embeddings, mlm=mlm)
+
+
+def _check_export(out: Path, meta: dict, frozen: dict) -> None:
+    """The artifact must hold exactly the codes and scales the recorded metric was measured with."""
+    from .checkpoint import load_state
+    from .quant import dequantize_weight
+
+    state = load_state(out, meta)
+    for module_name, (codes, scales) in frozen.items():
+        name = f"{module_name}.weight"
+        expected = dequantize_weight(codes, scales, meta["quantized"][name]["groups"])
+        if not torch.equal(state[name], expected):
+            raise RuntimeError(f"exported {name} differs from the evaluated weights")
 
 
 def _subsample(rows: list, limit: int | None, seed: int) -> list:

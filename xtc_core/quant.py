@@ -23,21 +23,35 @@ def _grouped(w: torch.Tensor, groups: int) -> torch.Tensor:
     return w.reshape(groups, -1)
 
 
+def _group_stats(absg: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-group scale (fp32) and, for 2 bits, the kept-weights mask.
+
+    The reductions run in fp64: fp32 ``mean(|w|)`` is a parallel sum whose last bit depends on the
+    thread count and the device (the issue measured 21-27 of 50 matrices differing between 1, 2 and 4
+    CPU threads); an fp64 sum of fp32 values rounded back to fp32 is the same everywhere.
+    """
+    a = absg.double()
+    if bits == 1:
+        return a.mean(dim=1, keepdim=True).float(), None
+    if bits == 2:
+        keep = a > TERNARY_DELTA * a.mean(dim=1, keepdim=True)
+        kept = (a * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True).clamp(min=1)
+        return kept.float(), keep
+    raise ValueError(f"weight bits must be 1 or 2, got {bits}")
+
+
 def quantize_weight(w: torch.Tensor, bits: int, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Codes in {-1, +1} (1-bit) or {-1, 0, +1} (2-bit), int8 shaped like ``w``; fp32 scale per group."""
-    g = _grouped(w.detach().float(), groups)
-    absg = g.abs()
+    """Codes in {-1, +1} (1-bit) or {-1, 0, +1} (2-bit), int8 shaped like ``w``; fp32 scale per group.
+
+    Computed on the CPU in fp64, so the same latent weights give the same codes and scales whatever
+    the device or thread count (this is what the checkpoint stores)."""
+    g = _grouped(w.detach().to("cpu", torch.float32), groups)
+    scales, keep = _group_stats(g.abs(), bits)
     if bits == 1:
         codes = torch.where(g >= 0, 1, -1).to(torch.int8)  # sign(0) = +1: every weight gets a bit
-        scales = absg.mean(dim=1)
-    elif bits == 2:
-        delta = TERNARY_DELTA * absg.mean(dim=1, keepdim=True)
-        keep = absg > delta
-        codes = (torch.sign(g) * keep).to(torch.int8)
-        scales = (absg * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
     else:
-        raise ValueError(f"weight bits must be 1 or 2, got {bits}")
-    return codes.reshape(w.shape), scales.contiguous()
+        codes = (torch.sign(g) * keep).to(torch.int8)
+    return codes.reshape(w.shape), scales[:, 0].contiguous()
 
 
 def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, groups: int) -> torch.Tensor:
@@ -47,20 +61,17 @@ def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, groups: int) ->
 
 
 def fake_quantize_weight(w: torch.Tensor, bits: int, groups: int) -> torch.Tensor:
-    """``dequantize_weight(*quantize_weight(w))`` computed without materializing integer codes (it runs
-    every training step). Equal to it bit for bit: each value is exactly +-scale or 0."""
+    """``dequantize_weight(*quantize_weight(w))`` computed on ``w``'s device without materializing
+    integer codes (it runs every training step). Same arithmetic (fp64 statistics), so on the CPU it is
+    equal to it bit for bit: each value is exactly +-scale or 0."""
     g = _grouped(w.detach(), groups)
-    absg = g.abs()
+    alpha, keep = _group_stats(g.abs(), bits)
+    alpha = alpha.to(g.dtype)
     if bits == 1:
-        alpha = absg.mean(dim=1, keepdim=True)
         out = torch.where(g >= 0, alpha, -alpha)
-    elif bits == 2:
-        keep = absg > TERNARY_DELTA * absg.mean(dim=1, keepdim=True)
-        alpha = (absg * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True).clamp(min=1)
+    else:
         zero = torch.zeros((), dtype=g.dtype, device=g.device)
         out = torch.where(keep, torch.where(g >= 0, alpha, -alpha), zero)
-    else:
-        raise ValueError(f"weight bits must be 1 or 2, got {bits}")
     return out.reshape(w.shape)
 
 
@@ -111,9 +122,19 @@ class WeightFakeQuant(nn.Module):
         super().__init__()
         self.bits = bits
         self.groups = groups
+        self.frozen: torch.Tensor | None = None  # set by freeze(): the exported weight, fixed
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.frozen is not None:
+            return self.frozen
         return _WeightSTE.apply(w, self.bits, self.groups)
+
+    def freeze(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compute codes and scales once (deterministically, see ``quantize_weight``) and make the
+        forward return exactly ``codes * scales`` from now on."""
+        codes, scales = quantize_weight(latent, self.bits, self.groups)
+        self.frozen = dequantize_weight(codes, scales, self.groups).to(latent.device)
+        return codes, scales
 
 
 def _activation_hook(bits: int):
@@ -150,7 +171,7 @@ def _token_wise_embedding_forward(self: nn.Embedding, ids: torch.Tensor) -> torc
     """With one scale per row, quantizing the looked-up rows equals looking up quantized rows. Training
     does the former (a batch touches a few hundred of 30k rows); evaluation and export use the full
     quantized matrix, so the exported model stays bit-exact."""
-    if not self.training:
+    if not self.training or self.parametrizations.weight[0].frozen is not None:
         return F.embedding(ids, self.weight, self.padding_idx, self.max_norm, self.norm_type,
                            self.scale_grad_by_freq, self.sparse)
     latent = self.parametrizations.weight.original
@@ -159,6 +180,18 @@ def _token_wise_embedding_forward(self: nn.Embedding, ids: torch.Tensor) -> torc
     bits = self.parametrizations.weight[0].bits
     flat = rows.reshape(-1, rows.shape[-1])
     return _WeightSTE.apply(flat, bits, flat.shape[0]).reshape(rows.shape)
+
+
+def freeze_quantized_weights(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fix every fake-quantized weight to the codes and scales the checkpoint will store, computed once.
+    Returns {module name: (codes, scales)}. Used before the final evaluation, so the recorded metric is
+    the artifact's metric on any device and thread count."""
+    out = {}
+    for name, module in model.named_modules():
+        if is_weight_quantized(module):
+            param = module.parametrizations.weight
+            out[name] = param[0].freeze(param.original.detach())
+    return out
 
 
 def is_weight_quantized(module: nn.Module) -> bool:

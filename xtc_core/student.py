@@ -95,6 +95,13 @@ def apply_quantization(model: nn.Module, *, weight_bits: int, activation_bits: i
     return plan
 
 
+def disable_dropout(model: nn.Module) -> None:
+    """Dropout off in every module, the attention probabilities' included (they read ``dropout.p``)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -52,6 +52,7 @@ class Trainer:
     work_dir: Path | None = None
     on_progress: ProgressCallback | None = None
     should_stop: ShouldStop | None = None
+    progress: float = 0.0  # fraction of the running stage done, for loss schedules (see kd_weights)
 
     def _emit(self, stage: Stage, step: int, loss: float | None, metrics: dict, message: str = "") -> None:
         if self.on_progress:
@@ -92,6 +93,7 @@ class Trainer:
         while step < stage.steps:
             self._check_stop()
             batch, labels = collate(self.tokenizer, self.train, next(batches), self.device, self.regression)
+            self.progress = step / max(1, stage.steps)
             loss, parts = loss_fn(model, batch, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -72,3 +72,57 @@ def test_second_run_uses_the_cache(bench_run, capsys):
     assert "teacher: cached" in out and "xtc-w1-half: cached" in out and "ptq-w1: cached" in out
     name = "xtc-w1-half"
     assert again["sst2"]["variants"][name]["score"] == results["sst2"]["variants"][name]["score"]
+
+
+@pytest.fixture(scope="module")
+def seeds_run(tmp_path_factory, glue_dir):
+    from tiny_models import make_tiny_model
+
+    tmp = tmp_path_factory.mktemp("fidelity-seeds")
+    model = make_tiny_model(tmp / "tiny-base", layers=4, hidden=32, with_head=False)
+    bench = _load_bench()
+    argv = ["--task", "sst2", "--glue-dir", str(glue_dir), "--model", str(model), "--budget", "smoke",
+            "--variants", "xtc-w1-half,nokd-w1-half", "--seeds", "1,2", "--results-dir", str(tmp / "results"),
+            "--work-dir", str(tmp / "work"), "--threads", "1", "--device", "cpu",
+            "--teacher-set", "finetune_steps=4"]
+    results = bench.main(argv)
+    return bench, argv, tmp, results
+
+
+@pytest.mark.timeout(600)
+def test_seeds_give_mean_std_per_variant_and_a_paired_test(seeds_run):
+    _, _, tmp, results = seeds_run
+    data = json.loads((tmp / "results" / "fidelity_sst2_smoke.json").read_text())
+    assert data["seeds"] == [1, 2]
+    assert data["teacher"]["steps"] == 4  # the teacher's own schedule (--teacher-set)
+    for name in ("xtc-w1-half", "nokd-w1-half"):
+        v = data["variants"][name]
+        assert v["n_seeds"] == 2 and set(v["seed_scores"]) == {"1", "2"}
+        scores = list(v["seed_scores"].values())
+        assert v["score"] == pytest.approx(sum(scores) / 2)
+        assert v["std"] == pytest.approx(abs(scores[0] - scores[1]) / 2 ** 0.5)
+        assert v["artifact_matches_recorded"]  # the reloaded checkpoint scores what was recorded
+        for seed in (1, 2):  # cached per variant and seed
+            (path,) = (tmp / "work").glob(f"*-sst2-smoke/variants/{name}-s{seed}.json")
+            cached = json.loads(path.read_text())
+            assert cached["seed"] == seed and len(cached["dev_predictions"]) == 872
+            assert cached["artifact_score"] == cached["score"]
+    (match,) = data["matches"]
+    paired = match["paired"]
+    assert paired["seeds_paired"] == 2
+    assert paired["margin"] == pytest.approx(match["margin"])
+    lo, hi = paired["bootstrap_ci95"]
+    assert lo <= paired["margin"] <= hi
+    assert 0.0 <= paired["mcnemar"]["p_two_sided"] <= 1.0
+    md = (tmp / "results" / "fidelity_sst2_smoke.md").read_text()
+    assert "(n=2)" in md and "McNemar p=" in md
+
+
+@pytest.mark.timeout(600)
+def test_a_second_seeded_run_is_served_from_the_per_seed_cache(seeds_run, capsys):
+    bench, argv, _, results = seeds_run
+    again = bench.main(argv)
+    out = capsys.readouterr().out
+    assert "xtc-w1-half-s1: cached" in out and "nokd-w1-half-s2: cached" in out
+    name = "xtc-w1-half"
+    assert again["sst2"]["variants"][name]["score"] == results["sst2"]["variants"][name]["score"]
