@@ -47,9 +47,10 @@ class ProgressWriter:
         measured = self.estimator.update(event) if self.estimator is not None else None
         now = time.monotonic()
         stage_changed = event.stage != self.stage
-        # A stage's last step is always written, so its loss and metric curves end where it ended.
+        # A stage's last step is always written, so its loss and metric curves end where it ended; so is
+        # every event that says something (a resume, a stage-cache hit): they are rare and users read them.
         stage_end = bool(event.total) and event.step == event.total
-        if not stage_changed and not stage_end and now - self.last_write < self.interval:
+        if not (stage_changed or stage_end or event.message) and now - self.last_write < self.interval:
             return
         self.stage = event.stage
         self.last_write = now

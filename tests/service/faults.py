@@ -3,6 +3,7 @@ started here and killed by pid with real signals."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -26,6 +27,16 @@ ROOT = Path(__file__).resolve().parents[2]
 LONG = {"budget": "smoke", "overrides": {
     "reduction_steps": 300, "quant_steps": 300, "checkpoint_every": 20, "eval_every": 300,
     "max_train_examples": 64, "max_eval_examples": 48}}
+
+
+
+def long_training() -> dict:
+    """LONG with a seed no other job of the session used: the stage cache (shared by the session's
+    storage) must not hand a fault test a finished stage, or its job ends before the kill."""
+    return {**LONG, "overrides": {**LONG["overrides"], "seed": next(_SEEDS)}}
+
+
+_SEEDS = itertools.count(1000)
 
 # Supervision in seconds, not minutes, so a test sees recovery quickly.
 FAST = dict(heartbeat_interval_s=0.5, job_lease_s=4.0, supervisor_interval_s=0.5, queued_grace_s=3.0,

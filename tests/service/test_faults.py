@@ -19,7 +19,6 @@ from api.settings import Settings
 
 from .faults import (
     FAST,
-    LONG,
     Proc,
     assert_recovered,
     child_env,
@@ -27,6 +26,7 @@ from .faults import (
     free_port,
     job_row,
     kill_pid,
+    long_training,
     start_worker,
     wait_running_at_step,
     watch_until_done,
@@ -59,7 +59,7 @@ def stored_names(s3: dict, job_id: str) -> set[str]:
 def test_sigkill_of_the_pool_child_resumes(api, fault_settings, tiny_model_dir, s3, tmp_path):
     worker = start_worker(fault_settings, tmp_path / "prefork.log", pool="prefork")
     try:
-        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=LONG)).json()["id"]
+        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=long_training())).json()["id"]
         before = wait_running_at_step(api, job_id, 40)
         pid = int(job_row(fault_settings, job_id).worker_id.rsplit(":", 1)[1])
         assert pid in children(worker.pid) and pid != worker.pid  # the pool child runs the job
@@ -77,7 +77,7 @@ def test_sigkill_of_the_worker_then_a_new_worker_resumes(api, fault_settings, ti
     first = start_worker(fault_settings, tmp_path / "first.log")
     second = None
     try:
-        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=LONG)).json()["id"]
+        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=long_training())).json()["id"]
         before = wait_running_at_step(api, job_id, 40)
         first.kill()  # solo pool: the main process is the one training
         second = start_worker(fault_settings, tmp_path / "second.log")
@@ -93,7 +93,7 @@ def test_sigkill_of_the_worker_then_a_new_worker_resumes(api, fault_settings, ti
 def test_cancel_of_a_job_whose_worker_died(api, fault_settings, tiny_model_dir, tmp_path):
     worker = start_worker(fault_settings, tmp_path / "w.log")
     try:
-        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=LONG)).json()["id"]
+        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=long_training())).json()["id"]
         wait_running_at_step(api, job_id, 1)
     finally:
         worker.kill()
@@ -117,7 +117,7 @@ def test_cancel_of_a_job_whose_worker_died(api, fault_settings, tiny_model_dir, 
 def test_supervisor_cancels_when_the_worker_is_gone(api, fault_settings, tiny_model_dir, tmp_path):
     worker = start_worker(fault_settings, tmp_path / "w.log")
     try:
-        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=LONG)).json()["id"]
+        job_id = api.post("/jobs", json=job_body(tiny_model_dir, training=long_training())).json()["id"]
         wait_running_at_step(api, job_id, 1)
         # Kill only the job (solo pool: the worker itself), cancel, then a new worker supervises.
     finally:
@@ -155,7 +155,7 @@ def test_xtc_serve_sigkilled_and_restarted_resumes(tiny_model_dir, small_glue, t
     try:
         key = (data / "api_key").read_text().strip()
         with client(f"http://127.0.0.1:{port}", key) as c:
-            job_id = c.post("/jobs", json=job_body(tiny_model_dir, training=LONG)).json()["id"]
+            job_id = c.post("/jobs", json=job_body(tiny_model_dir, training=long_training())).json()["id"]
             before = wait_running_at_step(c, job_id, 40)
             workers = children(first.pid)
             first.kill()  # the whole `xtc serve`, its worker too (as a crash or an OOM kill would)
