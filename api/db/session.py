@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,3 +61,18 @@ def dispose_all() -> None:
         for factory in _factories.values():
             factory.kw["bind"].dispose()
         _factories.clear()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (Celery's prefork pool) must not reuse the parent's pooled connections: two
+    processes on one socket corrupt the protocol and the server drops it (seen as "server closed the
+    connection unexpectedly" in a child while the parent's supervisor thread queried). SQLAlchemy's
+    recipe: dispose(close=False) in the child, leaving the parent's connections open for the parent.
+    The lock is replaced, not taken: another thread of the parent may have held it at fork time."""
+    global _lock
+    _lock = threading.Lock()
+    for factory in _factories.values():
+        factory.kw["bind"].dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
