@@ -159,6 +159,15 @@ def test_signed_retried_and_exactly_once_across_a_killed_sender(
                         and s["event"] in ("job.succeeded", "job.failed", "sweep.cancelled")}
             return set(jobs) | {sweep["id"], failing} <= done
         _until(delivered, 120, receiver.seen)
+
+        def recorded():
+            # The receiver has its 200 before the sender writes the outcome: killing the loop in
+            # between would leave the row pending (re-sent later, same webhook-id) and race the log.
+            log = alice_live.get(f"/jobs/{jobs[0]}/webhooks").json()["data"]
+            swept = alice_idle.get(f"/sweeps/{sweep['id']}/webhooks").json()["data"]
+            return (any(d["event"] == "job.succeeded" and d["status"] == "delivered" for d in log)
+                    and bool(swept) and swept[0]["status"] == "delivered")
+        _until(recorded, 60, receiver.seen)
     finally:
         loop.kill()
 
