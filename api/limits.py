@@ -73,13 +73,15 @@ class RequestGuardMiddleware:
             scope.setdefault("state", {})["principal"] = principal
 
         received = 0
+        overflowed = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, overflowed
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > allowed:
+                    overflowed = True
                     raise BodyTooLarge(shown)
             return message
 
@@ -87,14 +89,21 @@ class RequestGuardMiddleware:
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if overflowed and not started:
+                # Whatever the app answers once its body was cut off is about a truncated body (FastAPI
+                # turns a multipart parser's failure into "400 error parsing the body", depending on
+                # where the cut fell): the answer is the 413 below, always.
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
             await self.app(scope, counted, tracking_send)
-        except BodyTooLarge as exc:  # raised where no handler turned it into a response
-            if started:
+        except Exception:
+            if not overflowed or started:
                 raise
-            await error_response(413, "payload_too_large", str(exc.detail),
+        if overflowed and not started:
+            await error_response(413, "payload_too_large",
+                                 f"request body exceeds the limit of {shown} bytes",
                                  {"Connection": "close"})(scope, receive, send)
