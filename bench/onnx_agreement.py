@@ -55,7 +55,7 @@ def measure(ckpt: Path, rows) -> dict:
     meta = read_meta(ckpt)
     max_length, batch_size = meta["eval"]["max_seq_length"], meta["eval"]["batch_size"]
     labels = np.array([r.label for r in rows])
-    ref = torch_logits(load_compressed(ckpt), load_tokenizer(ckpt), rows, max_length, batch_size)
+    ref = torch_logits(load_compressed(ckpt, exact=True), load_tokenizer(ckpt), rows, max_length, batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         out = export_onnx(ckpt, Path(tmp) / "onnx")
         onnx_bytes = (out / "model.onnx").stat().st_size
@@ -64,7 +64,7 @@ def measure(ckpt: Path, rows) -> dict:
         dense = AutoModelForSequenceClassification.from_pretrained(hf, attn_implementation="eager").eval()
         hf_logits = torch_logits(dense, AutoTokenizer.from_pretrained(hf), rows, max_length, batch_size)
         packed8 = repack_floats_8bit(ckpt, Path(tmp) / "packed8")
-        p8_model = load_compressed(packed8)
+        p8_model = load_compressed(packed8, exact=True)
         p8_logits = torch_logits(p8_model, load_tokenizer(packed8), rows, max_length, batch_size)
         p8_ratio = inspect_checkpoint(packed8)["ratio"]
     acc = {name: float((x.argmax(1) == labels).mean() * 100) for name, x in

@@ -8,6 +8,7 @@ safetensors only: nothing is unpickled.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -162,13 +163,17 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_state(path: str | Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Unpacked fp32 state dict: quantized weights become codes * scale, exactly as in training."""
+def load_state(path: str | Path, meta: dict[str, Any], skip: frozenset[str] = frozenset()
+               ) -> dict[str, torch.Tensor]:
+    """Unpacked fp32 state dict: quantized weights become codes * scale, exactly as in training.
+    Quantized weights named in ``skip`` are left out (the caller keeps them as codes)."""
     quantized = meta["quantized"]
     state: dict[str, torch.Tensor] = {}
     with safe_open(str(Path(path) / WEIGHTS), framework="pt") as f:
         keys = set(f.keys())
         for name, spec in quantized.items():
+            if name in skip:
+                continue
             shape = tuple(int(d) for d in f.get_tensor(f"{name}.qshape").tolist())
             packed, scales = f.get_tensor(f"{name}.qweight"), f.get_tensor(f"{name}.qscale")
             state[name] = _dequantize_in_chunks(packed, scales, spec["bits"], spec["groups"], shape)
@@ -181,6 +186,33 @@ def load_state(path: str | Path, meta: dict[str, Any]) -> dict[str, torch.Tensor
             tensor = f.get_tensor(key)
             state[key] = tensor.float() if tensor.is_floating_point() else tensor
     return state
+
+
+def load_codes(path: str | Path, meta: dict[str, Any], names) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{name: (int8 codes shaped like the weight, fp32 scale per row)} for the named quantized weights.
+    Groups are blocks of whole rows (``quant.groups_for``), so a group's scale is each of its rows'."""
+    out = {}
+    with safe_open(str(Path(path) / WEIGHTS), framework="pt") as f:
+        for name in names:
+            bits = meta["quantized"][name]["bits"]
+            shape = tuple(int(d) for d in f.get_tensor(f"{name}.qshape").tolist())
+            codes = _unpack_in_chunks(f.get_tensor(f"{name}.qweight"), bits, shape)
+            scales = f.get_tensor(f"{name}.qscale").float()
+            out[name] = (codes, scales.repeat_interleave(shape[0] // scales.numel()))
+    return out
+
+
+def _unpack_in_chunks(packed: torch.Tensor, bits: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """``unpack_codes`` a slice of bytes at a time into one int8 tensor (no int32 copy of the whole)."""
+    numel = math.prod(shape)
+    per_byte = 8 // bits
+    out = torch.empty(numel, dtype=torch.int8)
+    step = _CHUNK_VALUES // per_byte
+    for b0 in range(0, packed.numel(), step):
+        b1 = min(packed.numel(), b0 + step)
+        n = min(numel, b1 * per_byte) - b0 * per_byte
+        out[b0 * per_byte: b0 * per_byte + n] = unpack_codes(packed[b0:b1], bits, (n,))
+    return out.reshape(shape)
 
 
 _CHUNK_VALUES = 1 << 20
@@ -231,33 +263,73 @@ class ActQuantLinear(nn.Linear):
         return F.linear(fake_quantize_activation(x, self.act_bits), self.weight, self.bias)
 
 
-def load_compressed(path: str | Path, device: str | torch.device | None = None):
-    """A stock transformers *ForSequenceClassification whose outputs equal the training-time
-    fake-quantized student exactly: dequantized weights, and each quantized Linear quantizes its input
-    (8-bit per token) in its forward. The model is built without allocating random weights first and
-    the loaded tensors become its parameters, so memory stays at the fp32 student's."""
+def load_compressed(path: str | Path, device: str | torch.device | None = None, *, exact: bool = False):
+    """The student as a stock transformers *ForSequenceClassification, built without allocating random
+    weights first (the loaded tensors become its parameters).
+
+    Default (inference): on CPU, every quantized linear with 8-bit activations computes on integers
+    (``int_kernels.Int8Linear``: training's activation codes x the stored weight codes, int32 sums) and
+    the token-wise word embedding stays int8 codes; attention is SDPA. Faster than the fp32 teacher and
+    lighter than the fp32 student it represents; outputs equal training's to float rounding.
+
+    ``exact=True``: training's fake-quant arithmetic bit for bit (dequantized fp32 weights, each
+    quantized Linear quantizing its input in its forward, eager attention): what recorded metrics and
+    the reload-exactness tests use, and what runs on CUDA.
+    """
+    from .int_kernels import Int8Embedding, Int8Linear, integer_matmul_available
+
     meta = read_meta(path)
     config = stock_config(path)
-    config._attn_implementation = "eager"  # the training-time attention (exact outputs)
+    act_bits = int(meta.get("activation_bits") or 0)
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    integer = not exact and 0 < act_bits <= 8 and integer_matmul_available(target)
+    config._attn_implementation = "sdpa" if integer else "eager"  # eager: the training-time attention
     with torch.device("meta"):
         model = head_class(config.model_type)(config)
-    state = load_state(path, meta)
+    modules = dict(model.named_modules())
+    kept_as_codes = {}
+    if integer:
+        for name, spec in meta["quantized"].items():
+            module = modules.get(name.rsplit(".", 1)[0])
+            if type(module) is nn.Linear or (type(module) is nn.Embedding
+                                             and spec["groups"] == module.num_embeddings):
+                kept_as_codes[name] = module
+    state = load_state(path, meta, skip=frozenset(kept_as_codes))
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    missing = [k for k in missing if not k.endswith("position_ids")]
+    missing = [k for k in missing if not k.endswith("position_ids") and k not in kept_as_codes]
     if missing or unexpected:
         raise CheckpointError(f"{path}: tensors do not match the config (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")
+    for name, (codes, row_scale) in load_codes(path, meta, kept_as_codes).items():
+        module = kept_as_codes[name]
+        if isinstance(module, nn.Linear):
+            bias = module.bias.data if module.bias is not None else None
+            new: nn.Module = Int8Linear(codes, row_scale, bias, act_bits)
+        else:
+            new = Int8Embedding(codes, row_scale, module.padding_idx)
+        parent, _, child = name.rsplit(".", 1)[0].rpartition(".")
+        setattr(modules[parent] if parent else model, child, new)
     _materialize_buffers(model)
-    if meta.get("activation_bits"):
+    if act_bits:
         modules = dict(model.named_modules())
         for name in meta["quantized"]:
-            module = modules[name.rsplit(".", 1)[0]]
+            module = modules.get(name.rsplit(".", 1)[0])
             if type(module) is nn.Linear:
                 module.__class__ = ActQuantLinear
-                module.act_bits = int(meta["activation_bits"])
+                module.act_bits = act_bits
                 module._xtc_act_bits = module.act_bits
     model.eval()
+    _return_freed_memory()
     return model.to(device) if device is not None else model
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps the heap pages of the load's transients (unpacking, fp16 -> fp32) mapped after they
+    are freed, ~2x the int8 model's size: hand them back, so the loaded model weighs what it holds."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _materialize_buffers(model: nn.Module) -> None:
@@ -292,15 +364,10 @@ def load_quantized(path: str | Path, meta: dict[str, Any]):
     """For exporters: {name: (int8 codes shaped like the weight, fp32 scale per row)} for quantized
     weights and {name: numpy array as stored} for the rest. Groups are blocks of whole rows
     (``quant.groups_for``), so a per-group scale expands to one scale per row exactly."""
-    quantized = meta["quantized"]
-    codes: dict[str, tuple] = {}
+    codes = {name: (c.numpy(), scale.numpy())
+             for name, (c, scale) in load_codes(path, meta, meta["quantized"]).items()}
     floats: dict[str, Any] = {}
     with safe_open(str(Path(path) / WEIGHTS), framework="pt") as f:
-        for name, spec in quantized.items():
-            shape = tuple(int(d) for d in f.get_tensor(f"{name}.qshape").tolist())
-            c = unpack_codes(f.get_tensor(f"{name}.qweight"), spec["bits"], shape)
-            scales = f.get_tensor(f"{name}.qscale").float()
-            codes[name] = (c.numpy(), scales.repeat_interleave(shape[0] // scales.numel()).numpy())
         for key in f.keys():
             if key.endswith(INT8_CODES):
                 name = key[: -len(INT8_CODES)]

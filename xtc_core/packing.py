@@ -47,13 +47,14 @@ def unpack_codes(packed: torch.Tensor, bits: int, shape: tuple[int, ...]) -> tor
     if packed.numel() != packed_size(numel, bits):
         raise ValueError(f"{packed.numel()} packed bytes do not hold {numel} {bits}-bit codes")
     per = _PER_BYTE[bits]
-    shifts = torch.arange(per, dtype=torch.int32) * bits
-    words = (packed.to(torch.int32)[:, None] >> shifts) & ((1 << bits) - 1)
-    words = words.reshape(-1)[:numel]
+    # in uint8/int8 throughout: an int32 copy of a 30k-row embedding's codes would be 4x its size
+    shifts = torch.arange(per, dtype=torch.uint8) * bits
+    words = (packed.to(torch.uint8)[:, None] >> shifts) & ((1 << bits) - 1)
+    words = words.reshape(-1)[:numel].to(torch.int8)
     if bits == 1:
         codes = words * 2 - 1
     else:
         if (words == 3).any():
             raise ValueError("corrupt 2-bit data: code word 3 is never written")
-        codes = torch.where(words == 2, -1, words)
-    return codes.to(torch.int8).reshape(shape)
+        codes = torch.where(words == 2, -1, words).to(torch.int8)
+    return codes.reshape(shape)

@@ -92,7 +92,7 @@ def test_load_compressed_quantizes_activations_without_hooks(tmp_path, tiny_mode
     from xtc_core.checkpoint import ActQuantLinear
 
     ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=2, groups=1, act_bits=8)
-    model = load_compressed(ckpt)
+    model = load_compressed(ckpt, exact=True)
     assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
     quantized = [m for m in model.modules() if isinstance(m, ActQuantLinear)]
     assert len(quantized) == 2 * 6 and all(m.act_bits == 8 for m in quantized)  # 2 layers x 6 linears
