@@ -281,10 +281,16 @@ def main() -> None:
 
 
 def _cpu() -> str:
+    """Model name, core count and the int8 dot-product extensions (VNNI/AMX), which decide how much
+    faster the int8 kernels are: "AMD EPYC" alone named machines 1.8x apart in fp32 speed here."""
+    name, flags = "unknown", set()
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} x {os.cpu_count()}"
-    return "unknown"
+        if line.startswith("model name") and name == "unknown":
+            name = line.split(":", 1)[1].strip()
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    isa = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"{name} x {os.cpu_count()} ({', '.join(isa) or 'no AVX2'})"
 
 
 def _version(module: str) -> str:
