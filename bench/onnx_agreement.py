@@ -2,8 +2,9 @@
 
     python bench/onnx_agreement.py CKPT [CKPT ...] [--tag NAME]
 
-For each checkpoint: logits from ``load_compressed`` (PyTorch, the recorded metric's model) and from
-the ONNX export through ``xtc_core.runtime.Predictor``; reports the share of equal predictions (goal
+For each checkpoint: logits from ``load_compressed(exact=True)`` (PyTorch, the recorded metric's
+model) and from the ONNX export through ``xtc_core.runtime.Predictor`` (and from the default, integer
+``load_compressed``); reports the share of equal predictions (goal
 >= 99.8%), both accuracies (goal: within 0.1 point), the max |logit difference|, and the accuracy of
 the dense ``--format hf`` export under stock transformers (no activation quantization) and of the
 ``packed8`` rewrite (float matrices at 8 bits). Writes
@@ -56,6 +57,7 @@ def measure(ckpt: Path, rows) -> dict:
     max_length, batch_size = meta["eval"]["max_seq_length"], meta["eval"]["batch_size"]
     labels = np.array([r.label for r in rows])
     ref = torch_logits(load_compressed(ckpt, exact=True), load_tokenizer(ckpt), rows, max_length, batch_size)
+    fast = torch_logits(load_compressed(ckpt), load_tokenizer(ckpt), rows, max_length, batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         out = export_onnx(ckpt, Path(tmp) / "onnx")
         onnx_bytes = (out / "model.onnx").stat().st_size
@@ -68,13 +70,15 @@ def measure(ckpt: Path, rows) -> dict:
         p8_logits = torch_logits(p8_model, load_tokenizer(packed8), rows, max_length, batch_size)
         p8_ratio = inspect_checkpoint(packed8)["ratio"]
     acc = {name: float((x.argmax(1) == labels).mean() * 100) for name, x in
-           (("load_compressed", ref), ("onnx", got), ("hf_dense_no_act_quant", hf_logits),
-            ("packed8", p8_logits))}
+           (("load_compressed", ref), ("load_compressed_int", fast), ("onnx", got),
+            ("hf_dense_no_act_quant", hf_logits), ("packed8", p8_logits))}
     return {
         "checkpoint": str(ckpt), "weight_bits": meta["weight_bits"],
         "weight_groups": meta.get("weight_groups"), "layers": len(meta["teacher_layers"]),
         "activation_bits": meta["activation_bits"], "examples": len(rows),
         "equal_predictions_pct": float((ref.argmax(1) == got.argmax(1)).mean() * 100),
+        "equal_predictions_int_pct": float((ref.argmax(1) == fast.argmax(1)).mean() * 100),
+        "max_abs_logit_diff_int": float(np.abs(ref - fast).max()),
         "accuracy": acc, "accuracy_diff_onnx": acc["onnx"] - acc["load_compressed"],
         "accuracy_diff_hf_dense": acc["hf_dense_no_act_quant"] - acc["load_compressed"],
         "accuracy_diff_packed8": acc["packed8"] - acc["load_compressed"],
@@ -103,14 +107,16 @@ def main() -> None:
         print(json.dumps(res))
         results.append(res)
     lines = ["| checkpoint | W | groups | layers | equal predictions | acc load_compressed | acc ONNX | "
-             "max abs logit diff | acc hf dense (no act. quant) | acc packed8 (ratio) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "max abs logit diff | integer load_compressed: equal, acc | acc hf dense (no act. quant) | "
+             "acc packed8 (ratio) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         a = r["accuracy"]
         lines.append(f"| {Path(r['checkpoint']).name} | {r['weight_bits']} | {r['weight_groups']} | "
                      f"{r['layers']} | "
                      f"{r['equal_predictions_pct']:.2f}% | {a['load_compressed']:.2f} | {a['onnx']:.2f} | "
-                     f"{r['max_abs_logit_diff']:.2e} | {a['hf_dense_no_act_quant']:.2f} | "
+                     f"{r['max_abs_logit_diff']:.2e} | {r['equal_predictions_int_pct']:.2f}%, "
+                     f"{a['load_compressed_int']:.2f} | {a['hf_dense_no_act_quant']:.2f} | "
                      f"{a['packed8']:.2f} ({r['ratio']:.1f}x -> {r['ratio_packed8']:.1f}x) |")
     suffix = f"_{args.tag}" if args.tag else ""
     RESULTS.mkdir(parents=True, exist_ok=True)
