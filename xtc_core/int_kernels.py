@@ -25,7 +25,16 @@ def integer_matmul_available(device: torch.device) -> bool:
     return device.type == "cpu" and hasattr(torch, "_int_mm")
 
 
-class Int8Linear(nn.Module):
+class _DenseStateDict:
+    """``state_dict()`` (and so ``save_pretrained``) writes the dequantized ``weight`` under the stock
+    module's key, so a model loaded for inference still saves as the stock model it stands for."""
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.weight
+
+
+class Int8Linear(_DenseStateDict, nn.Module):
     def __init__(self, codes: torch.Tensor, row_scale: torch.Tensor, bias: torch.Tensor | None,
                  act_bits: int):
         super().__init__()
@@ -62,7 +71,7 @@ class Int8Linear(nn.Module):
                 f"bias={self.bias is not None}, act_bits={self.act_bits}, int8 x int8 -> int32")
 
 
-class Int8Embedding(nn.Module):
+class Int8Embedding(_DenseStateDict, nn.Module):
     def __init__(self, codes: torch.Tensor, row_scale: torch.Tensor, padding_idx: int | None):
         super().__init__()
         if codes.dtype != torch.int8 or codes.dim() != 2 or row_scale.shape != (codes.shape[0],):

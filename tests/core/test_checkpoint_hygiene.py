@@ -48,7 +48,14 @@ def test_checkpoint_files_share_one_mode(tmp_path, tiny_model_dir):
 def test_hf_export_loads_in_stock_transformers(tmp_path, tiny_model_dir, sst2_rows, act_bits):
     ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=1, groups=4, act_bits=act_bits)
     out = export_hf(ckpt, tmp_path / "hf")
-    stock = AutoModelForSequenceClassification.from_pretrained(out, attn_implementation="eager").eval()
+    stock, info = AutoModelForSequenceClassification.from_pretrained(out, attn_implementation="eager",
+                                                                     output_loading_info=True)
+    stock.eval()
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    # every tensor is the checkpoint's exact dequantized value (whatever load_compressed's default is)
+    reference = load_compressed(ckpt, exact=True).state_dict()
+    for name, tensor in stock.state_dict().items():
+        assert torch.equal(tensor, reference[name]), name
     assert stock.config.id2label == {0: "neg", 1: "pos"}
     from transformers import AutoTokenizer
 
