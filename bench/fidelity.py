@@ -367,7 +367,7 @@ def artifact_predictions(checkpoint: str, task, training) -> tuple[list, float]:
     from xtc_core.evaluate import encode_dev
     from xtc_core.metrics import compute_metrics
 
-    model = load_compressed(checkpoint, device="cpu", exact=True)
+    model = load_compressed(checkpoint, device="cpu")
     tok = load_tokenizer(checkpoint)
     split, rows = next(iter(task.dev.items()))
     enc = encode_dev(tok, {split: rows}, training.max_seq_length)[split]

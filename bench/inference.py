@@ -4,7 +4,8 @@
 
 Models (bundled MiniLM-L6 teacher, hidden 384): fp32 teacher (PyTorch eager), torch dynamic int8
 teacher (the one-line baseline), ONNX Runtime fp32 and int8-dynamic teacher (quantize_dynamic), our
-students through ``load_compressed`` (PyTorch) and through the ONNX export + ``xtc_core.runtime``.
+students through ``load_compressed`` (PyTorch: the exact default and the integer ``fast=True``) and
+through the ONNX export + ``xtc_core.runtime``.
 Students default to untrained W1 3-layer and W2 6-layer students built from the teacher (speed does
 not depend on the weights' values); pass trained checkpoints with --w1/--w2.
 
@@ -37,8 +38,10 @@ NAMES = {
     "teacher_torch_int8": "teacher, torch dynamic int8",
     "teacher_ort_fp32": "teacher, ONNX Runtime fp32",
     "teacher_ort_int8": "teacher, ONNX Runtime int8 dynamic",
-    "w2l6_torch": "ours W2 6 layers, load_compressed",
-    "w1l3_torch": "ours W1 3 layers, load_compressed",
+    "w2l6_torch": "ours W2 6 layers, load_compressed (exact)",
+    "w1l3_torch": "ours W1 3 layers, load_compressed (exact)",
+    "w2l6_torch_fast": "ours W2 6 layers, load_compressed(fast=True)",
+    "w1l3_torch_fast": "ours W1 3 layers, load_compressed(fast=True)",
     "w2l6_onnx": "ours W2 6 layers, ONNX (xtc_core.runtime)",
     "w1l3_onnx": "ours W1 3 layers, ONNX (xtc_core.runtime)",
 }
@@ -137,7 +140,7 @@ def make_runner(key: str, paths: dict[str, Path], threads: int):
     else:
         from xtc_core.checkpoint import load_compressed
 
-        model = load_compressed(paths[key.split("_")[0]])
+        model = load_compressed(paths[key.split("_")[0]], fast=key.endswith("_fast"))
 
     def run(feeds):
         with torch.inference_mode():

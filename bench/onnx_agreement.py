@@ -2,9 +2,9 @@
 
     python bench/onnx_agreement.py CKPT [CKPT ...] [--tag NAME]
 
-For each checkpoint: logits from ``load_compressed(exact=True)`` (PyTorch, the recorded metric's
-model) and from the ONNX export through ``xtc_core.runtime.Predictor`` (and from the default, integer
-``load_compressed``); reports the share of equal predictions (goal
+For each checkpoint: logits from ``load_compressed`` (PyTorch, exact: the recorded metric's
+model) and from the ONNX export through ``xtc_core.runtime.Predictor`` (and from the integer
+``load_compressed(fast=True)``); reports the share of equal predictions (goal
 >= 99.8%), both accuracies (goal: within 0.1 point), the max |logit difference|, and the accuracy of
 the dense ``--format hf`` export under stock transformers (no activation quantization) and of the
 ``packed8`` rewrite (float matrices at 8 bits). Writes
@@ -56,8 +56,8 @@ def measure(ckpt: Path, rows) -> dict:
     meta = read_meta(ckpt)
     max_length, batch_size = meta["eval"]["max_seq_length"], meta["eval"]["batch_size"]
     labels = np.array([r.label for r in rows])
-    ref = torch_logits(load_compressed(ckpt, exact=True), load_tokenizer(ckpt), rows, max_length, batch_size)
-    fast = torch_logits(load_compressed(ckpt), load_tokenizer(ckpt), rows, max_length, batch_size)
+    ref = torch_logits(load_compressed(ckpt), load_tokenizer(ckpt), rows, max_length, batch_size)
+    fast = torch_logits(load_compressed(ckpt, fast=True), load_tokenizer(ckpt), rows, max_length, batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         out = export_onnx(ckpt, Path(tmp) / "onnx")
         onnx_bytes = (out / "model.onnx").stat().st_size
@@ -66,7 +66,7 @@ def measure(ckpt: Path, rows) -> dict:
         dense = AutoModelForSequenceClassification.from_pretrained(hf, attn_implementation="eager").eval()
         hf_logits = torch_logits(dense, AutoTokenizer.from_pretrained(hf), rows, max_length, batch_size)
         packed8 = repack_floats_8bit(ckpt, Path(tmp) / "packed8")
-        p8_model = load_compressed(packed8, exact=True)
+        p8_model = load_compressed(packed8)
         p8_logits = torch_logits(p8_model, load_tokenizer(packed8), rows, max_length, batch_size)
         p8_ratio = inspect_checkpoint(packed8)["ratio"]
     acc = {name: float((x.argmax(1) == labels).mean() * 100) for name, x in

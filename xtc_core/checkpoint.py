@@ -260,21 +260,33 @@ class ActQuantLinear(nn.Linear):
     act_bits: int = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(fake_quantize_activation(x, self.act_bits), self.weight, self.bias)
+        if torch.is_grad_enabled():
+            return F.linear(fake_quantize_activation(x, self.act_bits), self.weight, self.bias)
+        # Inference: the same values in fewer passes. max|x| = max(max x, -min x) from one aminmax
+        # (abs and negation are exact, max is order-free) and the divide/round/clamp/multiply in place
+        # on one buffer: the same IEEE operations in the same order, so bit-identical.
+        qmax = 2 ** (self.act_bits - 1) - 1
+        lo, hi = torch.aminmax(x, dim=-1, keepdim=True)
+        scale = torch.maximum(hi, lo.neg_()).clamp_(min=1e-8).div_(qmax)
+        q = x / scale
+        q.round_().clamp_(-qmax, qmax).mul_(scale)
+        return F.linear(q, self.weight, self.bias)
 
 
-def load_compressed(path: str | Path, device: str | torch.device | None = None, *, exact: bool = False):
+def load_compressed(path: str | Path, device: str | torch.device | None = None, *, fast: bool = False):
     """The student as a stock transformers *ForSequenceClassification, built without allocating random
     weights first (the loaded tensors become its parameters).
 
-    Default (inference): on CPU, every quantized linear with 8-bit activations computes on integers
-    (``int_kernels.Int8Linear``: training's activation codes x the stored weight codes, int32 sums) and
-    the token-wise word embedding stays int8 codes; attention is SDPA. Faster than the fp32 teacher and
-    lighter than the fp32 student it represents; outputs equal training's to float rounding.
+    Default: training's fake-quant arithmetic bit for bit (dequantized fp32 weights, each quantized
+    Linear quantizing its input per token in its forward, eager attention; the word embedding as int8
+    codes + row scales, which gives the same rows): outputs equal the training-time model's exactly,
+    which is what recorded metrics and the checkpoint contract rest on.
 
-    ``exact=True``: training's fake-quant arithmetic bit for bit (dequantized fp32 weights, each
-    quantized Linear quantizing its input in its forward, eager attention): what recorded metrics and
-    the reload-exactness tests use, and what runs on CUDA.
+    ``fast=True`` (inference on CPU): every quantized linear with 8-bit activations computes on
+    integers (``int_kernels.Int8Linear``: training's activation codes x the stored weight codes, int32
+    sums) and the token-wise word embedding stays int8 codes; attention is SDPA. Faster than the fp32
+    teacher and lighter than the fp32 student it represents; outputs equal the default's to float
+    rounding. On CUDA it falls back to the default.
     """
     from .int_kernels import Int8Embedding, Int8Linear, integer_matmul_available
 
@@ -282,18 +294,20 @@ def load_compressed(path: str | Path, device: str | torch.device | None = None, 
     config = stock_config(path)
     act_bits = int(meta.get("activation_bits") or 0)
     target = torch.device(device) if device is not None else torch.device("cpu")
-    integer = not exact and 0 < act_bits <= 8 and integer_matmul_available(target)
+    integer = fast and 0 < act_bits <= 8 and integer_matmul_available(target)
     config._attn_implementation = "sdpa" if integer else "eager"  # eager: the training-time attention
     with torch.device("meta"):
         model = head_class(config.model_type)(config)
     modules = dict(model.named_modules())
     kept_as_codes = {}
-    if integer:
-        for name, spec in meta["quantized"].items():
-            module = modules.get(name.rsplit(".", 1)[0])
-            if type(module) is nn.Linear or (type(module) is nn.Embedding
-                                             and spec["groups"] == module.num_embeddings):
-                kept_as_codes[name] = module
+    for name, spec in meta["quantized"].items():
+        module = modules.get(name.rsplit(".", 1)[0])
+        # A token-wise quantized embedding stays int8 in both modes: gathering codes and then scaling
+        # is the very multiply that dequantizing does, so rows are bit-identical at a quarter of the
+        # memory (a dense fp32 copy of a 30k-row table is most of a small student's RSS).
+        if (type(module) is nn.Embedding and spec["groups"] == module.num_embeddings) or (
+                integer and type(module) is nn.Linear):
+            kept_as_codes[name] = module
     state = load_state(path, meta, skip=frozenset(kept_as_codes))
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("position_ids") and k not in kept_as_codes]

@@ -44,7 +44,7 @@ def evaluate_checkpoint(path: str | Path, data: DataSource, device: str | None =
     meta = read_meta(path)
     dev, metric_names, regression = _dev_rows(data, meta)
     dev_device = pick_device(device)
-    model = load_compressed(path, device=dev_device, exact=True)
+    model = load_compressed(path, device=dev_device)
     tokenizer = load_tokenizer(path)
     eval_cfg = meta["eval"]
     splits = encode_dev(tokenizer, dev, eval_cfg["max_seq_length"])

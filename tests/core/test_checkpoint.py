@@ -46,7 +46,7 @@ def test_reloaded_logits_equal_fake_quant_logits_exactly(tmp_path, tiny_model_di
                                                          act_bits):
     student, tokenizer, plan = _fake_quant_student(tiny_model_dir, bits, groups, act_bits)
     out = save_compressed(student, tokenizer, tmp_path / "ckpt", meta=_meta(plan, act_bits))
-    reloaded = load_compressed(out, exact=True)
+    reloaded = load_compressed(out)
     assert type(reloaded) is type(student)  # a stock transformers class
     batch, _ = collate(tokenizer, encode(tokenizer, sst2_rows, 64), range(len(sst2_rows)), "cpu", False)
     with torch.no_grad():

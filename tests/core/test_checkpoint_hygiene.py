@@ -53,7 +53,7 @@ def test_hf_export_loads_in_stock_transformers(tmp_path, tiny_model_dir, sst2_ro
     stock.eval()
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     # every tensor is the checkpoint's exact dequantized value (whatever load_compressed's default is)
-    reference = load_compressed(ckpt, exact=True).state_dict()
+    reference = load_compressed(ckpt).state_dict()
     for name, tensor in stock.state_dict().items():
         assert torch.equal(tensor, reference[name]), name
     assert stock.config.id2label == {0: "neg", 1: "pos"}
@@ -99,7 +99,7 @@ def test_load_compressed_quantizes_activations_without_hooks(tmp_path, tiny_mode
     from xtc_core.checkpoint import ActQuantLinear
 
     ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=2, groups=1, act_bits=8)
-    model = load_compressed(ckpt, exact=True)
+    model = load_compressed(ckpt)
     assert not any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
     quantized = [m for m in model.modules() if isinstance(m, ActQuantLinear)]
     assert len(quantized) == 2 * 6 and all(m.act_bits == 8 for m in quantized)  # 2 layers x 6 linears

@@ -43,7 +43,7 @@ def make_checkpoint(model_dir, out, *, bits, groups, act_bits, labels=("neg", "p
 
 
 def reference_logits(ckpt, rows, max_length=64):
-    model = load_compressed(ckpt, exact=True)
+    model = load_compressed(ckpt)
     tokenizer = load_tokenizer(ckpt)
     batch, _ = collate(tokenizer, encode(tokenizer, rows, max_length), range(len(rows)), "cpu", False)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""load_compressed's default inference path computes on integers and agrees with training's arithmetic."""
+"""load_compressed(fast=True) computes on integers and agrees with training's arithmetic."""
 
 import pytest
 import torch
@@ -26,19 +26,22 @@ def _logits(model, ckpt, rows):
 
 
 @pytest.mark.parametrize("bits,groups", [(1, 1), (2, 1), (1, 8), (2, 8)])
-def test_default_load_computes_on_integers_and_matches_training(tmp_path, tiny_model_dir, sst2_rows,
+def test_fast_load_computes_on_integers_and_matches_training(tmp_path, tiny_model_dir, sst2_rows,
                                                                 bits, groups):
     ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=bits, groups=groups, act_bits=8)
-    fast, exact = load_compressed(ckpt), load_compressed(ckpt, exact=True)
+    fast, exact = load_compressed(ckpt, fast=True), load_compressed(ckpt)
     linears = [m for m in fast.modules() if isinstance(m, Int8Linear)]
     assert len(linears) == 2 * 6 and not any(isinstance(m, ActQuantLinear) for m in fast.modules())
     assert isinstance(fast.bert.embeddings.word_embeddings, Int8Embedding)
     assert type(fast.classifier) is torch.nn.Linear  # the head stays full precision
     assert not any(m._forward_pre_hooks or m._forward_hooks for m in fast.modules())
     # lighter than the dense model: the quantized matrices are held as int8, not fp32
-    held = sum(t.numel() * t.element_size() for t in [*fast.parameters(), *fast.buffers()])
-    dense = sum(t.numel() * t.element_size() for t in [*exact.parameters(), *exact.buffers()])
-    assert held < 0.5 * dense, (held, dense)
+    def held(model):
+        return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+    dense = sum(t.numel() * t.element_size() for t in exact.state_dict().values())  # the fp32 student
+    assert held(fast) < 0.5 * dense, (held(fast), dense)
+    assert held(exact) < dense and isinstance(exact.bert.embeddings.word_embeddings, Int8Embedding)
     # every stored weight is what the exact model multiplies by, and the state dict (what
     # save_pretrained writes) is the stock model's, key for key and value for value
     fast_state, exact_state = fast.state_dict(), exact.state_dict()
@@ -87,9 +90,23 @@ def test_integer_modules_refuse_what_they_cannot_compute():
 
 
 def test_float_activation_checkpoints_load_dense(tmp_path, tiny_model_dir, sst2_rows):
-    """Without 8-bit activations there is no integer product to run: the dense exact path is used."""
+    """Without 8-bit activations there is no integer product to run: fast=True loads the dense model."""
     ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=1, groups=1, act_bits=None)
-    model = load_compressed(ckpt)
+    model = load_compressed(ckpt, fast=True)
     assert not any(isinstance(m, (Int8Linear, ActQuantLinear)) for m in model.modules())
-    assert torch.equal(_logits(model, ckpt, sst2_rows), _logits(load_compressed(ckpt, exact=True), ckpt,
-                                                                sst2_rows))
+    assert torch.equal(_logits(model, ckpt, sst2_rows), _logits(load_compressed(ckpt), ckpt, sst2_rows))
+
+
+def test_inference_activation_quantizer_is_bit_identical_to_training(tmp_path, tiny_model_dir, sst2_rows):
+    """The default (exact) loader's in-place no-grad quantizer gives training's values bit for bit."""
+    ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=2, groups=1, act_bits=8)
+    layer = next(m for m in load_compressed(ckpt).modules() if isinstance(m, ActQuantLinear))
+    torch.manual_seed(3)
+    x = torch.randn(5, 9, layer.in_features) * torch.logspace(-3, 3, 9)[None, :, None]
+    x[0, 0] = 0.0  # an all-zero token: the scale's clamp
+    with torch.no_grad():
+        fast_path = layer(x)
+    with torch.enable_grad():
+        training_path = layer(x)
+    assert torch.equal(fast_path, training_path.detach())
+    assert torch.equal(fast_path, F.linear(fake_quantize_activation(x, 8), layer.weight, layer.bias))
