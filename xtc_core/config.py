@@ -44,6 +44,10 @@ class TrainingConfig:
     augment: int = 0  # TinyBERT-style augmented copies per training example for the KD stages
     augment_prob: float = 0.4  # per-word substitution probability (TinyBERT: 0.4)
     augment_neighbors: int = 15  # candidates per word (TinyBERT: K = 15)
+    # torch.compile the trained model's forward (inductor, dynamic shapes). On the bundled MiniLM's
+    # W1 3-layer KD step (1 CPU thread) 1.16x faster per step after a ~28 s compile: it pays off past
+    # ~900 steps per stage (bench/results/step_time_compile.json), so off by default.
+    compile: bool = False
     seed: int = 42
 
     def replace(self, **overrides: Any) -> TrainingConfig:

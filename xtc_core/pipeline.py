@@ -162,7 +162,8 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     def distilled(model, batch, labels):
         inputs = model_inputs(model, batch)
         progress = kd_trainer.get("trainer", trainer).progress
-        w_logits, w_hidden, w_attention = (t.kd_weights(progress) if model is student_ref.get("quant")
+        is_quant_student = getattr(model, "_orig_mod", model) is student_ref.get("quant")  # compiled or not
+        w_logits, w_hidden, w_attention = (t.kd_weights(progress) if is_quant_student
                                            else (t.kd_logits, t.kd_hidden, t.kd_attention))
         probs = bool(w_attention) and not scores_kd
         t_scores = s_scores = None

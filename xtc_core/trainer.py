@@ -88,13 +88,15 @@ class Trainer:
         else:
             torch.manual_seed(cfg.seed + stage.index)
 
+        # Only the forward runs compiled; state dicts, evaluation and the export use the module itself.
+        forward_model = torch.compile(model, dynamic=True) if cfg.compile else model
         batches = train_batches(lengths(self.train), cfg.batch_size, cfg.seed + stage.index, start_step=step)
         self._emit(stage, step, None, best_metrics, "started")
         while step < stage.steps:
             self._check_stop()
             batch, labels = collate(self.tokenizer, self.train, next(batches), self.device, self.regression)
             self.progress = step / max(1, stage.steps)
-            loss, parts = loss_fn(model, batch, labels)
+            loss, parts = loss_fn(forward_model, batch, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

@@ -121,3 +121,24 @@ def test_invalid_requests_fail_before_any_work(tmp_path, tiny_model_dir, glue_di
         budget("smoke", learning_rate=1)
     with pytest.raises(DataError, match="no train.tsv"):
         compress(_config(tiny_model_dir, tmp_path / "o", DataSource(task="qnli", glue_dir=str(glue_dir))))
+
+
+def test_compiled_training_forward_gives_a_checkpoint_that_reproduces_its_metric(tmp_path, tiny_model_dir,
+                                                                                  glue_dir):
+    """training.compile: the KD stages run the student's forward through torch.compile (inductor, a
+    real compilation), while state dicts, evaluation and the export keep using the module itself."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    data = DataSource(task="sst2", glue_dir=str(glue_dir))
+    cfg = _config(tiny_model_dir, tmp_path / "out", data, weight_bits=1, layers=2,
+                  training={"compile": True, "kd_attention_target": "scores", "kd_late_start": 0.5,
+                            "kd_late_logits": 2.0})
+    result = compress(cfg)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # something was compiled
+    recorded = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert evaluate_checkpoint(tmp_path / "out", data) == recorded["student"] == result.student
+    meta = json.loads((tmp_path / "out" / "xtc.json").read_text())
+    assert meta["recipe"]["training"]["compile"] is True
+    torch._dynamo.reset()
