@@ -58,6 +58,8 @@ class Int8Linear(_DenseStateDict, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features).float()
+        if x2.shape[0] == 0:  # an empty batch: nothing to quantize (amax of no values is an error)
+            return x2.new_zeros(*lead, self.out_features)
         # the training quantizer's arithmetic, step for step, so the codes are training's codes
         scale = x2.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / self.qmax
         q = torch.clamp(torch.round(x2 / scale), -self.qmax, self.qmax).to(torch.int8)
