@@ -62,7 +62,11 @@ class Int8Linear(_DenseStateDict, nn.Module):
             return x2.new_zeros(*lead, self.out_features)
         # the training quantizer's arithmetic, step for step, so the codes are training's codes
         scale = x2.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / self.qmax
-        q = torch.clamp(torch.round(x2 / scale), -self.qmax, self.qmax).to(torch.int8)
+        q = torch.clamp(torch.round(x2 / scale), -self.qmax, self.qmax)
+        if not integer_matmul_available(x2.device):  # the module was moved (e.g. to CUDA) after loading
+            y = torch.nn.functional.linear(q * scale, self.weight, self.bias)
+            return y.reshape(*lead, self.out_features)
+        q = q.to(torch.int8)
         y = torch._int_mm(q, self.codes.t()).float().mul_(scale).mul_(self.row_scale)
         if self.bias is not None:
             y.add_(self.bias)
