@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .quant import activation_codes
+
 
 def integer_matmul_available(device: torch.device) -> bool:
     # CUDA's _int_mm needs M > 16 and multiples of 8; the CPU kernel takes any shape.
@@ -45,7 +47,6 @@ class Int8Linear(_DenseStateDict, nn.Module):
         self.out_features, self.in_features = codes.shape
         self.act_bits = act_bits
         self._xtc_act_bits = act_bits
-        self.qmax = 2 ** (act_bits - 1) - 1
         self.register_buffer("codes", codes, persistent=False)
         self.register_buffer("row_scale", row_scale.float(), persistent=False)
         self.bias = nn.Parameter(bias.float(), requires_grad=False) if bias is not None else None
@@ -60,9 +61,7 @@ class Int8Linear(_DenseStateDict, nn.Module):
         x2 = x.reshape(-1, self.in_features).float()
         if x2.shape[0] == 0:  # an empty batch: nothing to quantize (amax of no values is an error)
             return x2.new_zeros(*lead, self.out_features)
-        # the training quantizer's arithmetic, step for step, so the codes are training's codes
-        scale = x2.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / self.qmax
-        q = torch.clamp(torch.round(x2 / scale), -self.qmax, self.qmax)
+        q, scale = activation_codes(x2, self.act_bits)  # training's codes, by training's function
         if not integer_matmul_available(x2.device):  # the module was moved (e.g. to CUDA) after loading
             y = torch.nn.functional.linear(q * scale, self.weight, self.bias)
             return y.reshape(*lead, self.out_features)

@@ -102,9 +102,17 @@ def fake_quantize_activation(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
     size), so evaluation is reproducible however it is batched, and it is more accurate than one
     range per tensor.
     """
+    codes, scale = activation_codes(x, bits)
+    return codes * scale
+
+
+def activation_codes(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """The integer codes (as floats, in [-qmax, qmax]) and per-token scales behind
+    ``fake_quantize_activation``: the one place this arithmetic lives, so the integer kernels
+    (``int_kernels.Int8Linear``) multiply exactly training's codes."""
     qmax = 2 ** (bits - 1) - 1
     scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / qmax
-    return torch.clamp(torch.round(x / scale), -qmax, qmax) * scale
+    return torch.clamp(torch.round(x / scale), -qmax, qmax), scale
 
 
 def binarize(w: torch.Tensor, groups: int = 1) -> torch.Tensor:

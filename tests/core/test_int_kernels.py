@@ -105,7 +105,7 @@ def test_float_activation_checkpoints_load_dense(tmp_path, tiny_model_dir, sst2_
 
 
 def test_inference_activation_quantizer_is_bit_identical_to_training(tmp_path, tiny_model_dir, sst2_rows):
-    """The default (exact) loader's in-place no-grad quantizer gives training's values bit for bit."""
+    """The default (exact) loader quantizes activations as training does, with or without grad."""
     ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=2, groups=1, act_bits=8)
     layer = next(m for m in load_compressed(ckpt).modules() if isinstance(m, ActQuantLinear))
     torch.manual_seed(3)
