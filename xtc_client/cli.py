@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from . import options as opt
 from .api import Api
 from .config import resolve_key, resolve_server
 from .download import download_artifact, prepare_out_dir
@@ -139,21 +140,15 @@ def _summary(job: dict[str, Any]) -> None:
 @jobs_app.command("submit")
 @one_line_errors
 def submit(
-    model: str = typer.Option("bundled:minilm-l6",
-                              help="bundled:NAME, a hub id, or a model folder on the server"),
-    task: str = typer.Option(None, help="GLUE task (sst2, mrpc, ...); omit for your own data"),
-    train: str = typer.Option(None, help="training file to upload (.tsv/.csv/.jsonl) or a dataset id"),
-    dev: str = typer.Option(None, help="dev file to upload or a dataset id"),
-    dataset: str = typer.Option(None, help="one file (or dataset id) used as both train and dev split"),
-    text_column: str = typer.Option(None, help="column holding the text"),
-    text_pair_column: str = typer.Option(None, help="column holding the second text, if any"),
-    label_column: str = typer.Option(None, help="column holding the label"),
-    regression: bool = typer.Option(False, help="your data has a float target"),
+    model: str = opt.MODEL, task: str = opt.TASK, train: str = opt.TRAIN, dev: str = opt.DEV,
+    dataset: str = opt.DATASET,
+    text_column: str = opt.TEXT_COLUMN, text_pair_column: str = opt.TEXT_PAIR_COLUMN,
+    label_column: str = opt.LABEL_COLUMN, regression: bool = opt.REGRESSION,
     weight_bits: int = typer.Option(1, help="1 (binary) or 2 (ternary)"),
-    activation_bits: str = typer.Option("8", help="8, or 'none' for full-precision activations"),
+    activation_bits: str = opt.ACTIVATION_BITS,
     layers: str = typer.Option(None, help="student depth (3) or teacher layers (1,3,5); default half"),
     budget: str = typer.Option("quick", help="smoke | quick | standard | paper"),
-    set_: list[str] = typer.Option([], "--set", help="training override KEY=VALUE (repeatable)"),
+    set_: list[str] = opt.SET,
     idempotency_key: str = typer.Option(None, help="resubmitting with the same key returns the same job"),
     wait: bool = typer.Option(False, "--wait", help="follow the job to the end; exit code = its outcome"),
     server: str = SERVER, api_key: str = API_KEY, json_out: bool = JSON,
@@ -167,10 +162,10 @@ def submit(
                         "layers": parse_layers(layers)},
         "training": {"budget": budget, "overrides": parse_overrides(set_)},
     }
-    cols = {"text_column": text_column, "label_column": label_column, "text_pair_column": text_pair_column,
-            "regression": regression}
     with _api(server, api_key) as api:
-        body["task"] = _task(api, task, train, dev, dataset, cols)
+        body["task"] = _task(api, task, train, dev, dataset, {
+            "text_column": text_column, "label_column": label_column, "text_pair_column": text_pair_column,
+            "regression": regression})
         job = api.create_job(body, idempotency_key)
         if not wait:
             _print_json(job) if json_out else out.print(job["id"], highlight=False)

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
+from . import options as opt
 from .api import Api
 from .cli import API_KEY, JSON, SERVER, _activation_bits, _api, _print_json, _task, err, one_line_errors, out
 from .errors import JOB_CANCELLED, JOB_FAILED, UNAVAILABLE, USAGE, ClientError
@@ -98,22 +99,16 @@ def wait(api: Api, sweep_id: str, *, quiet: bool, interval: float = 0.5) -> dict
 @sweeps_app.command("submit")
 @one_line_errors
 def submit(
-    model: str = typer.Option("bundled:minilm-l6",
-                              help="bundled:NAME, a hub id, or a model folder on the server"),
-    task: str = typer.Option(None, help="GLUE task (sst2, mrpc, ...); omit for your own data"),
-    train: str = typer.Option(None, help="training file to upload (.tsv/.csv/.jsonl) or a dataset id"),
-    dev: str = typer.Option(None, help="dev file to upload or a dataset id"),
-    dataset: str = typer.Option(None, help="one file (or dataset id) used as both train and dev split"),
-    text_column: str = typer.Option(None, help="column holding the text"),
-    text_pair_column: str = typer.Option(None, help="column holding the second text, if any"),
-    label_column: str = typer.Option(None, help="column holding the label"),
-    regression: bool = typer.Option(False, help="your data has a float target"),
+    model: str = opt.MODEL, task: str = opt.TASK, train: str = opt.TRAIN, dev: str = opt.DEV,
+    dataset: str = opt.DATASET,
+    text_column: str = opt.TEXT_COLUMN, text_pair_column: str = opt.TEXT_PAIR_COLUMN,
+    label_column: str = opt.LABEL_COLUMN, regression: bool = opt.REGRESSION,
     weight_bits: str = typer.Option("1,2", help="weight bit widths to sweep, e.g. 1,2"),
     layers: str = typer.Option(..., help="depths to sweep (3,6), or teacher layers per point (1,3,5;2,4)"),
     budgets: str = typer.Option(None, help="budget presets to sweep too, e.g. smoke,quick"),
     budget: str = typer.Option("quick", help="the schedule when --budgets is not given"),
-    activation_bits: str = typer.Option("8", help="8, or 'none' for full-precision activations"),
-    set_: list[str] = typer.Option([], "--set", help="training override KEY=VALUE (repeatable)"),
+    activation_bits: str = opt.ACTIVATION_BITS,
+    set_: list[str] = opt.SET,
     max_drop: float = typer.Option(None, help="target: the smallest point at most this many points (x100) "
                                               "below the teacher"),
     webhook_url: str = typer.Option(None, help="POST sweep.succeeded|failed|cancelled|progress here"),
@@ -138,10 +133,10 @@ def submit(
         body["target"] = {"max_drop": max_drop}
     if webhook_url:
         body["webhook_url"] = webhook_url
-    cols = {"text_column": text_column, "label_column": label_column, "text_pair_column": text_pair_column,
-            "regression": regression}
     with _api(server, api_key) as api:
-        body["task"] = _task(api, task, train, dev, dataset, cols)
+        body["task"] = _task(api, task, train, dev, dataset, {
+            "text_column": text_column, "label_column": label_column, "text_pair_column": text_pair_column,
+            "regression": regression})
         sweep = api.create_sweep(body, idempotency_key)
         if not wait_:
             _print_json(sweep) if json_out else out.print(sweep["id"], highlight=False)
