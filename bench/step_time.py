@@ -103,24 +103,22 @@ def main() -> None:
         return int(batch["attention_mask"].sum())
 
     def kd_recipe_step(reference: bool):
+        """The KD step with the stock recipe (``qat_kd_step``) or the reference one."""
         from xtc_core.attention import capture_scores
+
+        if not reference:
+            return qat_kd_step
 
         def step(idx):
             batch, _ = collate(tok, data, idx, device, False)
             inputs = model_inputs(model, batch)
-            if reference:
-                with torch.no_grad(), capture_scores() as ts:
-                    t_out = model(**inputs, output_hidden_states=True)
-                with capture_scores() as ss:
-                    s_out = student(**inputs, output_hidden_states=True)
-                loss, _ = kd_loss(s_out, t_out, [1, 3, 5], regression=False,
-                                  attention_mask=batch["attention_mask"], hidden_mask=True,
-                                  student_scores=ss, teacher_scores=ts)
-            else:
-                with torch.no_grad():
-                    t_out = model(**inputs, output_hidden_states=True, output_attentions=True)
-                s_out = student(**inputs, output_hidden_states=True, output_attentions=True)
-                loss, _ = kd_loss(s_out, t_out, [1, 3, 5], regression=False)
+            with torch.no_grad(), capture_scores() as ts:
+                t_out = model(**inputs, output_hidden_states=True)
+            with capture_scores() as ss:
+                s_out = student(**inputs, output_hidden_states=True)
+            loss, _ = kd_loss(s_out, t_out, [1, 3, 5], regression=False,
+                              attention_mask=batch["attention_mask"], hidden_mask=True,
+                              student_scores=ss, teacher_scores=ts)
             opt["s"].zero_grad()
             loss.backward()
             opt["s"].step()
