@@ -4,7 +4,6 @@ sweep exits 0 only when every point succeeded, 1 when one failed, 6 when it was 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import typer
@@ -13,9 +12,9 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from . import options as opt
 from .api import Api
 from .cli import API_KEY, JSON, SERVER, _activation_bits, _api, _print_json, _task, err, one_line_errors, out
-from .errors import JOB_CANCELLED, JOB_FAILED, UNAVAILABLE, USAGE, ClientError
+from .errors import JOB_CANCELLED, JOB_FAILED, USAGE, ClientError
 from .render import print_sweep, sweeps_table
-from .watch import MAX_MISSED_POLLS, TERMINAL
+from .watch import poll
 
 sweeps_app = typer.Typer(help="Sweep bit widths x depths on an XTC server and pick the trade-off.",
                          no_args_is_help=True)
@@ -63,21 +62,7 @@ def outcome(sweep: dict[str, Any]) -> None:
 
 def follow(api: Api, sweep_id: str, interval: float):
     """Yields the sweep per poll until it is finished; rides out a short server restart."""
-    missed = 0
-    while True:
-        try:
-            sweep = api.sweep(sweep_id)
-        except ClientError as exc:
-            missed += 1
-            if exc.exit_code != UNAVAILABLE or missed > MAX_MISSED_POLLS:
-                raise
-            time.sleep(interval * 2**missed)
-            continue
-        missed = 0
-        yield sweep
-        if sweep["status"] in TERMINAL:
-            return
-        time.sleep(interval)
+    return poll(lambda: api.sweep(sweep_id), lambda sweep: sweep["status"], interval)
 
 
 def wait(api: Api, sweep_id: str, *, quiet: bool, interval: float = 0.5) -> dict[str, Any]:

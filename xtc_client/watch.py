@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -15,23 +15,16 @@ from .errors import JOB_CANCELLED, JOB_FAILED, UNAVAILABLE, ClientError
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 MAX_MISSED_POLLS = 5  # ride out a short server restart instead of abandoning a long job
+T = TypeVar("T")
 
 
-def follow(api: Api, job_id: str, interval: float = 0.5) -> Iterator[tuple[dict | None, list[dict]]]:
-    """Yields (job, new events) per poll; the last yield carries the terminal job and its last events."""
-    after: int | None = None
+def poll(fetch: Callable[[], T], status: Callable[[T], str], interval: float) -> Iterator[T]:
+    """Yields ``fetch()`` every ``interval`` seconds until ``status`` of the result is terminal; rides out
+    a short server restart (unreachable or 5xx) with exponential backoff."""
     missed = 0
     while True:
         try:
-            job = api.job(job_id)
-            events, cursor = [], after
-            while True:  # drain: a fast job can write more events than one page between polls
-                page = api.events(job_id, after=cursor)
-                events += page["data"]
-                cursor = page["next_after"]
-                if len(page["data"]) < 1000:
-                    break
-            after = cursor  # only once the whole batch arrived: a failed poll re-reads it
+            value = fetch()
         except ClientError as exc:
             missed += 1
             if exc.exit_code != UNAVAILABLE or missed > MAX_MISSED_POLLS:
@@ -39,10 +32,30 @@ def follow(api: Api, job_id: str, interval: float = 0.5) -> Iterator[tuple[dict 
             time.sleep(interval * 2**missed)
             continue
         missed = 0
-        yield job, events
-        if job["status"] in TERMINAL:
+        yield value
+        if status(value) in TERMINAL:
             return
         time.sleep(interval)
+
+
+def follow(api: Api, job_id: str, interval: float = 0.5) -> Iterator[tuple[dict | None, list[dict]]]:
+    """Yields (job, new events) per poll; the last yield carries the terminal job and its last events."""
+    after: int | None = None
+
+    def fetch() -> tuple[dict, list[dict]]:
+        nonlocal after
+        job = api.job(job_id)
+        events, cursor = [], after
+        while True:  # drain: a fast job can write more events than one page between polls
+            page = api.events(job_id, after=cursor)
+            events += page["data"]
+            cursor = page["next_after"]
+            if len(page["data"]) < 1000:
+                break
+        after = cursor  # only once the whole batch arrived: a failed poll re-reads it
+        return job, events
+
+    return poll(fetch, lambda polled: polled[0]["status"], interval)
 
 
 def outcome(job: dict[str, Any]) -> None:
