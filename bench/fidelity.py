@@ -52,6 +52,7 @@ class Variant:
     baselines: tuple[str, ...] = ()  # the no-distillation baselines this XTC variant must beat
     reuse_reduction_from: str | None = None  # share that variant's finished layer-reduction stage
     goal_drop: float | None = None  # max drop vs the teacher (SST-2 goal)
+    training: tuple[tuple[str, Any], ...] = ()  # recipe overrides of this variant alone (key, value)
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
@@ -69,14 +70,18 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             distill=False, quantize=False),
     Variant("nokd-w1-half", "compress", "W1A8 half depth, labels only (no KD)", 1, half=True,
             distill=False, reuse_reduction_from="nokd-fp-half"),
+    # TinyBERT-style augmentation in both KD stages (its own stage 1: the augmented data is part of it)
+    Variant("xtc-w1-half-aug", "compress",
+            "XTC W1A8, half depth, both KD stages on augmented data (8 copies per example)", 1, half=True,
+            baselines=("nokd-w1-half", "xtc-w1-half"), training=(("augment", 8),)),
     Variant("ptq-w2", "ptq", "post-training ternarization of the teacher (W2A8, no training)", 2),
     Variant("ptq-w1", "ptq", "post-training binarization of the teacher (W1A8, no training)", 1),
     Variant("int8-dynamic", "int8", "torch dynamic int8 (quantize_dynamic on nn.Linear)"),
 ]}
 DEFAULT_ORDER = list(VARIANTS)
 # Default set: everything but the same-depth QAT-without-KD runs (their matching baselines are the
-# PTQ rows, which cost no training); `--variants all` adds them.
-DEFAULT_VARIANTS = [n for n in DEFAULT_ORDER if n not in ("nokd-w2", "nokd-w1")]
+# PTQ rows, which cost no training) and the augmented run; `--variants all` adds them.
+DEFAULT_VARIANTS = [n for n in DEFAULT_ORDER if n not in ("nokd-w2", "nokd-w1", "xtc-w1-half-aug")]
 SIZE_GOAL = ("xtc-w1-half", 30.0)  # the half-depth 1-bit checkpoint: >= 30x smaller than fp32
 
 # Benchmark presets on top of the library budgets (xtc_core.config.BUDGETS). `quick` is sized so the
@@ -689,7 +694,8 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
         v = VARIANTS[name]
         runs[name] = {}
         for seed in (seeds if v.kind == "compress" else [None]):
-            vtrain = training.replace(seed=seed) if seed is not None else training
+            vtrain = training.replace(**dict(v.training)) if v.training else training
+            vtrain = vtrain.replace(seed=seed) if seed is not None else vtrain
             label = _run_label(name, seed)
             cache = work / "variants" / f"{label}.json"
             key = {"variant": dataclasses.asdict(v), "training": dataclasses.asdict(vtrain),

@@ -126,3 +126,32 @@ def test_a_second_seeded_run_is_served_from_the_per_seed_cache(seeds_run, capsys
     assert "xtc-w1-half-s1: cached" in out and "nokd-w1-half-s2: cached" in out
     name = "xtc-w1-half"
     assert again["sst2"]["variants"][name]["score"] == results["sst2"]["variants"][name]["score"]
+
+
+@pytest.mark.timeout(600)
+def test_the_augmented_variant_trains_on_augmented_data_and_only_it(tmp_path, glue_dir, caplog):
+    import logging
+
+    from tiny_models import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny-base", layers=4, hidden=32, with_head=False)
+    bench = _load_bench()
+    assert "xtc-w1-half-aug" not in bench.DEFAULT_VARIANTS  # opt-in: it costs a whole extra student
+    argv = ["--task", "sst2", "--glue-dir", str(glue_dir), "--model", str(model), "--budget", "smoke",
+            "--variants", "xtc-w1-half-aug,nokd-w1-half,nokd-fp-half", "--results-dir", str(tmp_path / "r"),
+            "--work-dir", str(tmp_path / "work"), "--threads", "1", "--device", "cpu",
+            "--teacher-set", "finetune_steps=4"]
+    with caplog.at_level(logging.INFO, logger="xtc_core.augment"):
+        data = bench.main(argv)["sst2"]
+    augmented = [r.getMessage() for r in caplog.records if r.name == "xtc_core.augment"]
+    assert augmented == ["augmented 64 examples into 512 (embedding neighbours)"]  # one variant, 8 copies
+    work = next((tmp_path / "work").glob("*-sst2-smoke"))
+    aug = json.loads((work / "variants" / "xtc-w1-half-aug.json").read_text())
+    assert aug["key"]["training"]["augment"] == 8 and aug["artifact_score"] == aug["score"]
+    assert aug["layers"] == 2 and aug["reused_reduction"] is None  # its own, augmented, stage 1
+    nokd = json.loads((work / "variants" / "nokd-w1-half.json").read_text())
+    assert nokd["key"]["training"]["augment"] == 0  # the override is the variant's alone
+    (match,) = data["matches"]  # against the label-only student (xtc-w1-half did not run)
+    assert match["xtc"] == "xtc-w1-half-aug" and match["baseline"] == "nokd-w1-half"
+    md = (tmp_path / "r" / "fidelity_sst2_smoke.md").read_text()
+    assert "| xtc-w1-half-aug | XTC W1A8, half depth, both KD stages on augmented data" in md
