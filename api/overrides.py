@@ -38,6 +38,9 @@ RANGES: dict[str, dict[str, Any]] = {
     "kd_attention": dict(ge=0, le=1e6),
     "temperature": dict(gt=0, le=1e3),
     "seed": dict(ge=0, le=2**32 - 1),
+    "augment": dict(ge=0, le=32),
+    "augment_prob": dict(gt=0, le=1),
+    "augment_neighbors": dict(ge=1, le=100),
 }
 
 

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .overrides import check_overrides
 
@@ -51,11 +51,25 @@ class Compression(Strict):
 class Training(Strict):
     budget: Name = "quick"
     overrides: dict[str, Any] = Field(default_factory=dict)
+    # TinyBERT-style augmented copies per training example, as a first-class job option. It is moved
+    # into `overrides` (where the worker reads every training option), so `{"augment": 4}` and
+    # `{"overrides": {"augment": 4}}` are one request, with one fingerprint.
+    augment: Annotated[int, Field(ge=0, le=32, strict=True)] | None = Field(default=None, exclude=True)
 
     @field_validator("overrides")
     @classmethod
     def _typed_overrides(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_overrides(value)
+
+    @model_validator(mode="after")
+    def _augment_into_overrides(self) -> Training:
+        if self.augment is not None:
+            if self.overrides.get("augment", self.augment) != self.augment:
+                raise ValueError(f"training.augment ({self.augment}) and training.overrides.augment "
+                                 f"({self.overrides['augment']}) disagree: set one of them")
+            self.overrides = {**self.overrides, "augment": self.augment}
+            self.augment = None
+        return self
 
 
 class JobCreate(Strict):

@@ -57,6 +57,11 @@ def count_jobs(settings) -> int:
     ({"training": {"budget": "smoke", "overrides": {"warmup_ratio": 1}}}, "invalid_request"),
     ({"training": {"budget": "smoke", "overrides": {"max_seq_length": 2**40}}}, "invalid_request"),
     ({"compression": {"layers": 2**70}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "augment": 33}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "augment": "2"}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "augment": -1}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"augment": 33}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "augment": 2, "overrides": {"augment": 3}}}, "invalid_request"),
 ])
 def test_bad_job_requests_are_refused_before_anything_is_queued(alice_idle, idle_settings, tiny_model_dir,
                                                                   change, expected):
@@ -81,6 +86,20 @@ def test_task_spelling_is_one_request_for_idempotency(alice_idle, tiny_model_dir
     first = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=lr), headers=headers)
     again = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=lr_float), headers=headers)
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+
+
+def test_augment_is_a_job_option_stored_where_the_worker_reads_training_options(alice_idle, tiny_model_dir):
+    headers = {"Idempotency-Key": f"augment-{RUN}"}
+    short = {"budget": "smoke", "augment": 2}
+    first = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=short), headers=headers)
+    assert first.status_code == 201, first.text
+    assert first.json()["request"]["training"] == {"budget": "smoke", "overrides": {"augment": 2}}
+    spelled = {"budget": "smoke", "overrides": {"augment": 2}}
+    again = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=spelled), headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]  # one request
+    both = {"budget": "smoke", "augment": 2, "overrides": {"augment": 2, "lr": 1e-4}}
+    r = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=both))
+    assert r.status_code == 201 and r.json()["request"]["training"]["overrides"] == {"augment": 2, "lr": 1e-4}
 
 
 def test_model_folders_only_from_the_model_directories(alice_idle, tiny_model_dir, tmp_path_factory):
