@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .overrides import check_overrides
+from .overrides import RANGES, check_overrides
 
 
 def _no_nul(value: str) -> str:
@@ -54,7 +54,8 @@ class Training(Strict):
     # TinyBERT-style augmented copies per training example, as a first-class job option. It is moved
     # into `overrides` (where the worker reads every training option), so `{"augment": 4}` and
     # `{"overrides": {"augment": 4}}` are one request, with one fingerprint.
-    augment: Annotated[int, Field(ge=0, le=32, strict=True)] | None = Field(default=None, exclude=True)
+    augment: Annotated[int, Field(strict=True, **RANGES["augment"])] | None = Field(default=None,
+                                                                                    exclude=True)
 
     @field_validator("overrides")
     @classmethod

@@ -694,8 +694,7 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
         v = VARIANTS[name]
         runs[name] = {}
         for seed in (seeds if v.kind == "compress" else [None]):
-            vtrain = training.replace(**dict(v.training)) if v.training else training
-            vtrain = vtrain.replace(seed=seed) if seed is not None else vtrain
+            vtrain = training.replace(**dict(v.training), **({} if seed is None else {"seed": seed}))
             label = _run_label(name, seed)
             cache = work / "variants" / f"{label}.json"
             key = {"variant": dataclasses.asdict(v), "training": dataclasses.asdict(vtrain),
