@@ -50,7 +50,6 @@ class Variant:
     distill: bool = True
     quantize: bool = True
     baselines: tuple[str, ...] = ()  # the no-distillation baselines this XTC variant must beat
-    reuse_reduction_from: str | None = None  # share that variant's finished layer-reduction stage
     goal_drop: float | None = None  # max drop vs the teacher (SST-2 goal)
     training: tuple[tuple[str, Any], ...] = ()  # recipe overrides of this variant alone (key, value)
 
@@ -63,13 +62,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("xtc-fp-half", "compress", "XTC step 1 only: half depth, fp32, KD", None, half=True,
             quantize=False, baselines=("nokd-fp-half",)),
     Variant("xtc-w1-half", "compress", "XTC W1A8, half depth (layer reduction + binary QAT, KD)", 1,
-            half=True, baselines=("nokd-w1-half",), reuse_reduction_from="xtc-fp-half", goal_drop=3.0),
+            half=True, baselines=("nokd-w1-half",), goal_drop=3.0),
     Variant("nokd-w2", "compress", "W2A8 QAT, same depth, labels only (no KD)", 2, distill=False),
     Variant("nokd-w1", "compress", "W1A8 QAT, same depth, labels only (no KD)", 1, distill=False),
     Variant("nokd-fp-half", "compress", "half-depth student fine-tuned, fp32, no KD", None, half=True,
             distill=False, quantize=False),
     Variant("nokd-w1-half", "compress", "W1A8 half depth, labels only (no KD)", 1, half=True,
-            distill=False, reuse_reduction_from="nokd-fp-half"),
+            distill=False),
     # TinyBERT-style augmentation in both KD stages (its own stage 1: the augmented data is part of it)
     Variant("xtc-w1-half-aug", "compress",
             "XTC W1A8, half depth, both KD stages on augmented data (8 copies per example)", 1, half=True,
@@ -250,20 +249,9 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
                          total_layers: int, device, seed: int | None = None) -> dict[str, Any]:
     from xtc_core.config import CompressConfig, DataSource
     from xtc_core.pipeline import compress
+    from xtc_core.stage_cache import LocalStageStore
 
     vdir = work / "variants" / _run_label(v.name, seed)
-    reused = None
-    if v.reuse_reduction_from and v.half:
-        src_label = _run_label(v.reuse_reduction_from, seed)
-        src = work / "variants" / src_label / "work" / "layer_reduction.done.pt"
-        src_json = _read_json(work / "variants" / f"{src_label}.json")
-        if src.exists() and src_json:
-            (vdir / "work").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, vdir / "work" / "layer_reduction.done.pt")
-            reused = {"from": v.reuse_reduction_from,
-                      "seconds": next((s.get("seconds", 0.0) for s in src_json.get("stages", [])
-                                       if s.get("stage") == "layer_reduction"), 0.0),
-                      "steps": training.reduction_steps}
     cfg = CompressConfig(
         model=teacher_path, data=DataSource(task=task_name, glue_dir=str(args.glue_dir)),
         output_dir=str(vdir / "checkpoint"), work_dir=str(vdir / "work"),
@@ -272,11 +260,15 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
         weight_groups=args.weight_groups, training=training, budget_name=args.budget, device=device,
         distill=v.distill, quantize=v.quantize, resume=True,
     )
-    result = compress(cfg, on_progress=_Progress(f"{task_name}/{_run_label(v.name, seed)}"))
+    # Stage 1 is shared through the pipeline's own content-keyed stage cache (as `xtc sweep` does):
+    # a variant whose stage 1 has the same inputs as an earlier one's (same layers, distillation,
+    # schedule, seed) loads it instead of training it again.
+    stage_dir = stage_cache_dir(work)
+    result = compress(cfg, on_progress=_Progress(f"{task_name}/{_run_label(v.name, seed)}"),
+                      stage_store=LocalStageStore(stage_dir))
     m = result.metrics
     stages = m["stages"]
-    if reused and not any(st.get("stage") == "layer_reduction" and st.get("resumed") for st in stages):
-        reused = None  # the pipeline discarded the copied stage (another run's fingerprint) and trained it
+    reused = _account_shared_stage1(stages, stage_dir, _run_label(v.name, seed))
     steps = sum(s.get("steps", 0) for s in stages)
     seconds = sum(s.get("seconds", 0.0) for s in stages)
     if reused:
@@ -290,6 +282,26 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
         "layers": len(cfg.layers) if isinstance(cfg.layers, list) else cfg.layers,
         "stages": stages, "reused_reduction": reused, "checkpoint": str(result.output_dir),
     }
+
+
+def stage_cache_dir(work: Path) -> Path:
+    """One cache per run folder (task and tag); --force empties it, so forced runs retrain stage 1."""
+    return work / "stage-cache"
+
+
+def _account_shared_stage1(stages: list[dict], stage_dir: Path, label: str) -> dict | None:
+    """A run that trained stage 1 records its cost beside the cache entry; a run that loaded it
+    counts that cost as its own (the table's steps and seconds are what the variant took to build)."""
+    s1 = next((s for s in stages if s.get("stage") == "layer_reduction" and s.get("cache_key")), None)
+    if s1 is None:
+        return None
+    note = stage_dir / f"{s1['cache_key']}.cost.json"
+    if not s1.get("reused"):
+        _write_json(note, {"by": label, "steps": s1.get("steps", 0), "seconds": s1.get("seconds", 0.0)})
+        return None
+    cost = _read_json(note) or {}
+    return {"from": cost.get("by", "the stage cache"), "steps": cost.get("steps", 0),
+            "seconds": cost.get("seconds", 0.0), "cache_key": s1["cache_key"]}
 
 
 def _load_teacher_model(teacher_path: str, task, device):
@@ -532,17 +544,6 @@ def _goals(variants: dict[str, dict]) -> list[dict]:
     return out
 
 
-def _drop_unused_reuse(res: dict) -> None:
-    """Results cached before the fix above counted a copied stage 1 that the pipeline had discarded
-    and retrained: count only what ran."""
-    reused = res.get("reused_reduction")
-    stages = res.get("stages", [])
-    if reused and any(st.get("stage") == "layer_reduction" and not st.get("resumed") for st in stages):
-        res["steps"] -= reused["steps"]
-        res["train_seconds"] = round(res["train_seconds"] - reused["seconds"], 1)
-        res["reused_reduction"] = None
-
-
 def _aggregate(per_seed: dict[Any, dict]) -> dict[str, Any]:
     """One variant over its seeds: mean score (and mean of every metric), sample std, per-seed scores;
     sizes and layout from the first run; time and steps averaged."""
@@ -629,7 +630,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [n for n in args.variant_list if n not in VARIANTS]
     if unknown:
         p.error(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-    # run order: a variant that reuses another's stage 1 runs after it
+    # run order: the stage-1-only variants first, so the table credits them with training it
     args.variant_list = [n for n in DEFAULT_ORDER if n in args.variant_list]
     return args
 
@@ -688,6 +689,8 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     del tmodel
 
     seeds = args.seed_list or [None]
+    if args.force:
+        shutil.rmtree(stage_cache_dir(work), ignore_errors=True)
     runs: dict[str, dict[Any, dict]] = {}  # variant -> seed (None: the config's seed) -> result
     teacher_score = None
     for name in args.variant_list:
@@ -728,7 +731,6 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
                 if not res["artifact_matches_recorded"]:
                     _log(f"warning: {label}: reloaded artifact {artifact_score} != recorded {res['score']}")
                 _write_json(cache, res)
-            _drop_unused_reuse(res)
             runs[name][seed] = res
             if "teacher_check" in res:
                 teacher_score = res["teacher_check"]

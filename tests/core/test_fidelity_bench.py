@@ -151,6 +151,16 @@ def test_the_augmented_variant_trains_on_augmented_data_and_only_it(tmp_path, gl
     assert aug["layers"] == 2 and aug["reused_reduction"] is None  # its own, augmented, stage 1
     nokd = json.loads((work / "variants" / "nokd-w1-half.json").read_text())
     assert nokd["key"]["training"]["augment"] == 0  # the override is the variant's alone
+    # The label-only W1 student loads the label-only fp32 student's stage 1 from the stage cache
+    # (same layers, same schedule, no distillation) and counts its cost; the augmented one could not.
+    fp = json.loads((work / "variants" / "nokd-fp-half.json").read_text())
+    (fp_s1,) = [s for s in fp["stages"] if s["stage"] == "layer_reduction"]
+    (nokd_s1,) = [s for s in nokd["stages"] if s["stage"] == "layer_reduction"]
+    assert nokd_s1["reused"] and not fp_s1["reused"] and nokd_s1["cache_key"] == fp_s1["cache_key"]
+    assert nokd["reused_reduction"]["from"] == "nokd-fp-half"
+    assert nokd["steps"] == fp_s1["steps"] + sum(s.get("steps", 0) for s in nokd["stages"])
+    (aug_s1,) = [s for s in aug["stages"] if s["stage"] == "layer_reduction"]
+    assert not aug_s1["reused"] and aug_s1["cache_key"] != fp_s1["cache_key"]
     (match,) = data["matches"]  # against the label-only student (xtc-w1-half did not run)
     assert match["xtc"] == "xtc-w1-half-aug" and match["baseline"] == "nokd-w1-half"
     md = (tmp_path / "r" / "fidelity_sst2_smoke.md").read_text()
