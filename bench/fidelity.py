@@ -73,14 +73,22 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("xtc-w1-half-aug", "compress",
             "XTC W1A8, half depth, both KD stages on augmented data (8 copies per example)", 1, half=True,
             baselines=("nokd-w1-half", "xtc-w1-half"), training=(("augment", 8),)),
+    # The 0.1 KD recipe on the same student, so one run measures what the reference recipe is worth
+    # against the very same teacher, seed by seed.
+    Variant("xtc-w1-half-stock", "compress",
+            "XTC W1A8, half depth, 0.1 KD recipe (attention probabilities, padding in the hidden-state "
+            "term, student dropout on)", 1, half=True, baselines=("nokd-w1-half", "xtc-w1-half"),
+            training=(("kd_attention_target", "probs"), ("kd_hidden_mask", False),
+                      ("kd_student_dropout", True))),
     Variant("ptq-w2", "ptq", "post-training ternarization of the teacher (W2A8, no training)", 2),
     Variant("ptq-w1", "ptq", "post-training binarization of the teacher (W1A8, no training)", 1),
     Variant("int8-dynamic", "int8", "torch dynamic int8 (quantize_dynamic on nn.Linear)"),
 ]}
 DEFAULT_ORDER = list(VARIANTS)
 # Default set: everything but the same-depth QAT-without-KD runs (their matching baselines are the
-# PTQ rows, which cost no training) and the augmented run; `--variants all` adds them.
-DEFAULT_VARIANTS = [n for n in DEFAULT_ORDER if n not in ("nokd-w2", "nokd-w1", "xtc-w1-half-aug")]
+# PTQ rows, which cost no training) and the augmented and 0.1-recipe runs; `--variants all` adds them.
+DEFAULT_VARIANTS = [n for n in DEFAULT_ORDER
+                    if n not in ("nokd-w2", "nokd-w1", "xtc-w1-half-aug", "xtc-w1-half-stock")]
 SIZE_GOAL = ("xtc-w1-half", 30.0)  # the half-depth 1-bit checkpoint: >= 30x smaller than fp32
 
 # Benchmark presets on top of the library budgets (xtc_core.config.BUDGETS). `quick` is sized so the
