@@ -458,6 +458,16 @@ def _bits(v: Variant) -> str:
     return f"W{v.weight_bits}A8"
 
 
+def _dev_noise(r: dict) -> str:
+    """How far one run's score moves by the dev set's sampling alone, so readers weigh single runs."""
+    n = next(iter(r["dev_examples"].values()))
+    if r["metric"] != "accuracy":
+        return f"the dev set has {n} examples: weigh margins by the paired tests below"
+    p = r["teacher"]["score"]
+    return (f"at the teacher's accuracy one dev set of {n} examples carries ~±{100 * (p * (1 - p) / n) ** 0.5:.2f} "
+            f"points of standard error per run")
+
+
 def build_report(task_result: dict) -> str:
     r = task_result
     scale = 100.0
@@ -476,7 +486,7 @@ def build_report(task_result: dict) -> str:
             "finetune_lr", "eval_every", "weight_decay", "warmup_ratio"))
         + f", weight_groups={r['weight_groups']}",
         f"- seeds of the trained variants: {r.get('seeds')} (scores: mean ± sample std over seeds); "
-        f"one SST-2-sized dev set (872 sentences) carries ~±1.25 points of standard error per run",
+        + _dev_noise(r),
         f"- teacher schedule overrides: {r.get('teacher_overrides') or 'none'}",
         f"- hardware: {r['hardware']}",
         f"- total wall time: {r['total_seconds'] / 60:.1f} min "
