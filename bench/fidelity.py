@@ -276,7 +276,7 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
                       stage_store=LocalStageStore(stage_dir))
     m = result.metrics
     stages = m["stages"]
-    reused = _account_shared_stage1(stages, stage_dir, _run_label(v.name, seed))
+    reused = _account_shared_stage1(stages, stage_dir, v.name)
     steps = sum(s.get("steps", 0) for s in stages)
     seconds = sum(s.get("seconds", 0.0) for s in stages)
     if reused:
@@ -297,7 +297,7 @@ def stage_cache_dir(work: Path) -> Path:
     return work / "stage-cache"
 
 
-def _account_shared_stage1(stages: list[dict], stage_dir: Path, label: str) -> dict | None:
+def _account_shared_stage1(stages: list[dict], stage_dir: Path, variant: str) -> dict | None:
     """A run that trained stage 1 records its cost beside the cache entry; a run that loaded it
     counts that cost as its own (the table's steps and seconds are what the variant took to build)."""
     s1 = next((s for s in stages if s.get("stage") == "layer_reduction" and s.get("cache_key")), None)
@@ -305,7 +305,7 @@ def _account_shared_stage1(stages: list[dict], stage_dir: Path, label: str) -> d
         return None
     note = stage_dir / f"{s1['cache_key']}.cost.json"
     if not s1.get("reused"):
-        _write_json(note, {"by": label, "steps": s1.get("steps", 0), "seconds": s1.get("seconds", 0.0)})
+        _write_json(note, {"by": variant, "steps": s1.get("steps", 0), "seconds": s1.get("seconds", 0.0)})
         return None
     cost = _read_json(note) or {}
     return {"from": cost.get("by", "the stage cache"), "steps": cost.get("steps", 0),
