@@ -76,15 +76,19 @@ def _data_source(task, glue_dir, train, dev, text_column, text_pair_column, labe
 
 
 class _RichProgress:
-    """One bar per stage, fed by the library's progress callback."""
+    """One bar per stage, fed by the library's progress callback. Without a terminal (nohup, CI, a
+    pipe) rich draws no bars until the end, so a plain line goes out at every tenth of a stage and
+    after every dev evaluation that changed the best metrics instead: a long run's log shows it is alive and where it stands."""
 
     def __init__(self, progress):
         self.progress = progress
         self.bars: dict[str, Any] = {}
+        self.printed: dict[str, tuple[int, str]] = {}  # stage -> (tenth, metrics) of its last line
 
     def __call__(self, event) -> None:
+        console = self.progress.console
         if event.total <= 0:
-            self.progress.console.print(f"[cyan]{event.stage}[/]: {event.message}")
+            console.print(f"[cyan]{event.stage}[/]: {event.message}")
             return
         if event.stage not in self.bars:
             self.bars[event.stage] = self.progress.add_task(event.stage, total=event.total)
@@ -92,6 +96,14 @@ class _RichProgress:
         loss = f"loss={event.loss:.4f}" if event.loss is not None else ""
         self.progress.update(self.bars[event.stage], completed=event.step,
                              description=f"{event.stage} {loss} {metrics}".strip())
+        # Events carry the best dev metrics so far on every step after the first evaluation: a change
+        # of them is a new evaluation worth a line.
+        tenth = event.step * 10 // event.total
+        last = self.printed.get(event.stage, (0, ""))
+        if not console.is_terminal and (tenth > last[0] or metrics != last[1]):
+            self.printed[event.stage] = (tenth, metrics)
+            console.print(f"{event.stage} {event.step}/{event.total} {loss} {metrics}".strip(),
+                          highlight=False)
 
 
 @app.command()

@@ -22,6 +22,11 @@ def test_compress_eval_inspect_round_trip(tmp_path, tiny_model_dir, glue_dir):
     recorded = json.loads((out / "metrics.json").read_text())
     assert set(recorded["student"]) == {"f1", "accuracy"}
 
+    # No terminal here (as under nohup or CI): progress still reaches the log as plain lines, each
+    # stage's last step included.
+    for stage, total in (("layer_reduction", 4), ("quantization", 6)):
+        assert f"{stage} {total}/{total} loss=" in result.output
+
     result = _run("eval", out, "--task", "mrpc", "--glue-dir", glue_dir, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == recorded["student"]
