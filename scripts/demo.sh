@@ -3,7 +3,7 @@
 # and run its main job: bundled MiniLM-L6 on SST-2, 1-bit weights, 8-bit activations, half depth.
 # Then download the checkpoint over HTTP, check its sha256, and re-evaluate it locally.
 #   BUDGET=smoke bash scripts/demo.sh     # ~1 minute on CPU
-#   bash scripts/demo.sh                  # quick budget (default): a real student, ~26 min on 2 CPU cores
+#   bash scripts/demo.sh                  # quick budget (default): a real student, about half an hour on 2 CPU cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
