@@ -464,8 +464,8 @@ def _dev_noise(r: dict) -> str:
     if r["metric"] != "accuracy":
         return f"the dev set has {n} examples: weigh margins by the paired tests below"
     p = r["teacher"]["score"]
-    return (f"at the teacher's accuracy one dev set of {n} examples carries ~±{100 * (p * (1 - p) / n) ** 0.5:.2f} "
-            f"points of standard error per run")
+    se = 100 * (p * (1 - p) / n) ** 0.5
+    return f"at the teacher's accuracy one dev set of {n} examples has ~±{se:.2f} points of standard error"
 
 
 def build_report(task_result: dict) -> str:

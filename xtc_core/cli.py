@@ -78,7 +78,7 @@ def _data_source(task, glue_dir, train, dev, text_column, text_pair_column, labe
 class _RichProgress:
     """One bar per stage, fed by the library's progress callback. Without a terminal (nohup, CI, a
     pipe) rich draws no bars until the end, so a plain line goes out at every tenth of a stage and
-    after every dev evaluation that changed the best metrics instead: a long run's log shows it is alive and where it stands."""
+    after every dev evaluation that changed the best metrics: a long run's log shows where it is."""
 
     def __init__(self, progress):
         self.progress = progress

@@ -103,7 +103,7 @@ BUDGETS: dict[str, TrainingConfig] = {
     # The schedule bench/fidelity.py measured (2,400/300/800 at lr 2e-4; see bench/README.md), so what
     # users get is what the benchmark reports; the full training set (a subsample saved nothing: the
     # steps, not the set size, set the time). Stage 0 is 2,400 steps because the teacher caps every
-    # student: on SST-2 600 steps gave 86.1, 2,400 gave 89.3-89.6 (three boxes).
+    # student: on SST-2 600 steps gave 86.1, 2,400 gave 88.7-89.6 (four runs).
     "quick": TrainingConfig(
         finetune_steps=2400, reduction_steps=300, quant_steps=800, batch_size=32, max_seq_length=64,
         eval_every=200, checkpoint_every=200, max_train_examples=None, max_eval_examples=None,
