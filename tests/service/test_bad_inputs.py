@@ -57,6 +57,10 @@ def count_jobs(settings) -> int:
     ({"training": {"budget": "smoke", "overrides": {"warmup_ratio": 1}}}, "invalid_request"),
     ({"training": {"budget": "smoke", "overrides": {"max_seq_length": 2**40}}}, "invalid_request"),
     ({"compression": {"layers": 2**70}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"kd_attention_target": "logits"}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"kd_student_dropout": "no"}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"kd_late_start": 1.5}}}, "invalid_request"),
+    ({"training": {"budget": "smoke", "overrides": {"quant_lr_w1": 0}}}, "invalid_request"),
     ({"training": {"budget": "smoke", "augment": 33}}, "invalid_request"),
     ({"training": {"budget": "smoke", "augment": "2"}}, "invalid_request"),
     ({"training": {"budget": "smoke", "augment": -1}}, "invalid_request"),
@@ -100,6 +104,15 @@ def test_augment_is_a_job_option_stored_where_the_worker_reads_training_options(
     both = {"budget": "smoke", "augment": 2, "overrides": {"augment": 2, "lr": 1e-4}}
     r = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=both))
     assert r.status_code == 201 and r.json()["request"]["training"]["overrides"] == {"augment": 2, "lr": 1e-4}
+
+
+def test_the_earlier_kd_recipe_is_still_a_job_option(alice_idle, tiny_model_dir):
+    # The reference recipe is the default; the 0.1 recipe is three overrides, accepted as given.
+    earlier = {"kd_attention_target": "probs", "kd_hidden_mask": False, "kd_student_dropout": True}
+    training = {"budget": "smoke", "overrides": earlier}
+    r = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=training))
+    assert r.status_code == 201, r.text
+    assert r.json()["request"]["training"]["overrides"] == earlier
 
 
 def test_model_folders_only_from_the_model_directories(alice_idle, tiny_model_dir, tmp_path_factory):
