@@ -165,3 +165,50 @@ def test_the_augmented_variant_trains_on_augmented_data_and_only_it(tmp_path, gl
     assert match["xtc"] == "xtc-w1-half-aug" and match["baseline"] == "nokd-w1-half"
     md = (tmp_path / "r" / "fidelity_sst2_smoke.md").read_text()
     assert "| xtc-w1-half-aug | XTC W1A8, half depth, both KD stages on augmented data" in md
+
+
+@pytest.mark.timeout(600)
+def test_report_only_tabulates_the_cached_runs_and_trains_nothing(seeds_run, capsys):
+    bench, argv, tmp, results = seeds_run
+    cached = sorted(p.name for p in (tmp / "work").glob("*/variants/*.json"))
+    wider = [a if a != "1,2" else "1,2,3" for a in argv]
+    wider[wider.index("xtc-w1-half,nokd-w1-half")] = "xtc-w1-half,nokd-w1-half,xtc-w2"
+    again = bench.main([*wider, "--report-only"])
+    out = capsys.readouterr().out
+    assert "xtc-w1-half-s3: not run yet" in out and "xtc-w2-s1: not run yet" in out
+    assert sorted(p.name for p in (tmp / "work").glob("*/variants/*.json")) == cached  # nothing trained
+    variants = again["sst2"]["variants"]
+    assert set(variants) == {"xtc-w1-half", "nokd-w1-half"}  # xtc-w2 has no finished run
+    assert variants["xtc-w1-half"]["n_seeds"] == 2
+    assert variants["xtc-w1-half"]["score"] == results["sst2"]["variants"]["xtc-w1-half"]["score"]
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--report-only", "--force"])
+
+
+@pytest.mark.timeout(600)
+def test_the_parallel_script_trains_each_group_in_its_own_process_and_tabulates_them(tmp_path, glue_dir):
+    import os
+    import subprocess
+
+    from tiny_models import make_tiny_model
+
+    model = make_tiny_model(tmp_path / "tiny-base", layers=4, hidden=32, with_head=False)
+    common = (f"--task sst2 --glue-dir {glue_dir} --model {model} --budget smoke --threads 1 --device cpu "
+              f"--work-dir {tmp_path / 'work'} --results-dir {tmp_path / 'results'}")
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(ROOT),
+           "FIDELITY_LOGS": str(tmp_path / "logs"), "FIDELITY_ARGS": common,
+           "FIDELITY_GROUPS": "xtc-fp-half,xtc-w1-half nokd-w1-half"}
+    script = str(ROOT / "bench" / "fidelity_parallel.sh")
+    done = subprocess.run(["bash", script, "par", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=540)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert logs == ["combined.log", "nokd-w1-half-s1.log", "teacher.log", "xtc-fp-half+xtc-w1-half-s1.log"]
+    assert "teacher: cached" in (tmp_path / "logs" / "nokd-w1-half-s1.log").read_text()  # trained once
+    # the combining run trains nothing
+    assert "running" not in (tmp_path / "logs" / "combined.log").read_text()
+    data = json.loads((tmp_path / "results" / "fidelity_sst2_par.json").read_text())
+    assert set(data["variants"]) == {"xtc-fp-half", "xtc-w1-half", "nokd-w1-half", "ptq-w2", "ptq-w1",
+                                     "int8-dynamic"}
+    assert data["variants"]["xtc-w1-half"]["reused_reduction"]  # stage 1 shared inside its process
+    assert [m["baseline"] for m in data["matches"] if m["xtc"] == "xtc-w1-half"] == ["nokd-w1-half"]
