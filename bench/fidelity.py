@@ -271,12 +271,11 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
     # Stage 1 is shared through the pipeline's own content-keyed stage cache (as `xtc sweep` does):
     # a variant whose stage 1 has the same inputs as an earlier one's (same layers, distillation,
     # schedule, seed) loads it instead of training it again.
-    stage_dir = stage_cache_dir(work)
     result = compress(cfg, on_progress=_Progress(f"{task_name}/{_run_label(v.name, seed)}"),
-                      stage_store=LocalStageStore(stage_dir))
+                      stage_store=LocalStageStore(stage_cache_dir(work)))
     m = result.metrics
     stages = m["stages"]
-    reused = _account_shared_stage1(stages, stage_dir, v.name)
+    reused = _shared_stage1(stages)
     steps = sum(s.get("steps", 0) for s in stages)
     seconds = sum(s.get("seconds", 0.0) for s in stages)
     if reused:
@@ -297,19 +296,26 @@ def stage_cache_dir(work: Path) -> Path:
     return work / "stage-cache"
 
 
-def _account_shared_stage1(stages: list[dict], stage_dir: Path, variant: str) -> dict | None:
-    """A run that trained stage 1 records its cost beside the cache entry; a run that loaded it
-    counts that cost as its own (the table's steps and seconds are what the variant took to build)."""
-    s1 = next((s for s in stages if s.get("stage") == "layer_reduction" and s.get("cache_key")), None)
+def _shared_stage1(stages: list[dict]) -> dict | None:
+    """A run that loaded its stage 1 from the stage cache counts what training it cost (kept with the
+    cache entry) as its own: the table's steps and seconds are what the variant took to build."""
+    s1 = next((s for s in stages if s.get("stage") == "layer_reduction" and s.get("reused")), None)
     if s1 is None:
         return None
-    note = stage_dir / f"{s1['cache_key']}.cost.json"
-    if not s1.get("reused"):
-        _write_json(note, {"by": variant, "steps": s1.get("steps", 0), "seconds": s1.get("seconds", 0.0)})
-        return None
-    cost = _read_json(note) or {}
-    return {"from": cost.get("by", "the stage cache"), "steps": cost.get("steps", 0),
-            "seconds": cost.get("seconds", 0.0), "cache_key": s1["cache_key"]}
+    return {"from": None, "steps": s1.get("saved_steps", 0), "seconds": s1.get("saved_seconds", 0.0),
+            "cache_key": s1["cache_key"]}
+
+
+def _name_stage1_trainers(runs: dict[str, dict[Any, dict]]) -> None:
+    """Name, for each run that reused a stage 1, the variant whose run trained it."""
+    trained_by = {s["cache_key"]: name for name, per_seed in runs.items() for res in per_seed.values()
+                  for s in res.get("stages", []) if s.get("stage") == "layer_reduction"
+                  and s.get("cache_key") and not s.get("reused")}
+    for per_seed in runs.values():
+        for res in per_seed.values():
+            shared = res.get("reused_reduction")
+            if shared and not shared.get("from"):
+                shared["from"] = trained_by.get(shared["cache_key"], "the stage cache")
 
 
 def _load_teacher_model(teacher_path: str, task, device):
@@ -770,6 +776,7 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
             runs[name][seed] = res
             if "teacher_check" in res:
                 teacher_score = res["teacher_check"]
+    _name_stage1_trainers(runs)
     variants = {name: _aggregate(per_seed) for name, per_seed in runs.items() if per_seed}
     runs = {name: per_seed for name, per_seed in runs.items() if per_seed}
 

@@ -121,9 +121,9 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
             return None
         runner = kd_trainer.get("trainer", trainer) if stage.name != "finetune_teacher" else trainer
         if key is not None:
-            result = cache.run(stage, key, load=lambda p: _load_weights(model, p, device),
+            result = cache.run(stage, key, load=lambda state: _load_state(model, state, device),
                                train=lambda: runner.run(model, stage, loss_fn, selection_score),
-                               save=lambda p: torch.save(model.state_dict(), p), scratch=work)
+                               state=model.state_dict, scratch=work)
         else:
             result = runner.run(model, stage, loss_fn, selection_score)
         torch.save(model.state_dict(), done)
@@ -312,8 +312,8 @@ def _subsample(rows: list, limit: int | None, seed: int) -> list:
     return random.Random(seed).sample(rows, limit)
 
 
-def _load_weights(model, path: Path, device) -> None:
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+def _load_state(model, state: dict, device) -> None:
+    model.load_state_dict(state)
     model.to(device).eval()
 
 

@@ -34,7 +34,9 @@ from .progress import ProgressCallback, ProgressEvent
 log = logging.getLogger(__name__)
 
 # Bump when what a stored entry holds changes meaning (e.g. a different state-dict layout).
-CACHE_FORMAT = 1
+# 2: an entry is {"state_dict", "cost"}: the steps and seconds its training took, which a run that
+# loads it instead reports as saved.
+CACHE_FORMAT = 2
 
 # The code that trains stages 0 and 1: any change to it (a new loss, a different data order...) makes
 # new keys, so a recipe change never reuses weights trained by the old recipe.
@@ -176,33 +178,40 @@ class StageCache:
         self._last_key = key
         return key
 
-    def run(self, stage: Any, key: str, load: Callable[[Path], None], train: Callable[[], Any],
-            save: Callable[[Path], None], scratch: Path) -> Any:
-        """Load the stage from the store, or train it and store it. Returns train()'s result, or None
-        when the stage was reused."""
+    def run(self, stage: Any, key: str, load: Callable[[dict], None], train: Callable[[], Any],
+            state: Callable[[], dict], scratch: Path) -> Any:
+        """Load the stage's weights (a state dict) from the store, or train the stage and store them with
+        its cost. Returns train()'s result (steps and seconds), or None when the stage was reused."""
+        import torch
+
         entry = scratch / f"{stage.name}.cache.pt"
         with self.store.lock(key):
             if self.store.fetch(key, entry):
-                self._announce(stage, key, reused=True)
-                load(entry)
+                payload = torch.load(entry, map_location="cpu", weights_only=True)
                 entry.unlink(missing_ok=True)
+                self._announce(stage, key, reused=True, cost=payload["cost"])
+                load(payload["state_dict"])
                 return None
             self._announce(stage, key, reused=False)
             result = train()
-            save(entry)
+            cost = {"steps": int(result.steps), "seconds": round(float(result.seconds), 2)}
+            torch.save({"state_dict": state(), "cost": cost}, entry)
             self.store.store(key, entry)
             entry.unlink(missing_ok=True)
         return result
 
-    def _announce(self, stage: Any, key: str, *, reused: bool) -> None:
-        self.outcomes[stage.name] = {"cache_key": key, "reused": reused}
+    def _announce(self, stage: Any, key: str, *, reused: bool, cost: dict | None = None) -> None:
+        saved = {"saved_steps": cost["steps"], "saved_seconds": cost["seconds"]} if cost else {}
+        self.outcomes[stage.name] = {"cache_key": key, "reused": reused, **saved}
         log.info("stage %s: %s (key %s)", stage.name, "reused from the stage cache" if reused else
                  "not cached; training it", key[:12])
         if self.on_progress:
             # total=0: an announcement, not a step; it is the stage's first event, so throttled
             # listeners (the service's progress writer) always record it. The metrics say what
-            # happened, so callers can count reuse.
+            # happened (and, on a hit, what training it saved), so callers can count reuse.
             self.on_progress(ProgressEvent(
-                stage.name, 0, 0, metrics={"stage_cache": "hit" if reused else "miss", "cache_key": key},
-                message="reused from the stage cache" if reused else "not in the stage cache; training",
+                stage.name, 0, 0, metrics={"stage_cache": "hit" if reused else "miss", "cache_key": key,
+                                           **saved},
+                message=(f"reused from the stage cache (saves {cost['steps']} steps, {cost['seconds']:.0f} s)"
+                         if reused else "not in the stage cache; training"),
                 stage_index=stage.index, num_stages=stage.num_stages))

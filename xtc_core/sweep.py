@@ -87,7 +87,10 @@ def sweep(base: CompressConfig, grid: SweepGrid, output_dir: str | Path, *, max_
                               point.config.budget_name if grid.budgets else None, metrics))
     summary = summarize(rows, max_drop)
     out.mkdir(parents=True, exist_ok=True)
+    reused = [s for m in results.values() for s in m["stages"] if s.get("reused")]
+    saved = {"stages": len(reused), "steps": sum(s.get("saved_steps", 0) for s in reused),
+             "seconds": round(sum(s.get("saved_seconds", 0.0) for s in reused), 1)}
     (out / "sweep.json").write_text(json.dumps(
-        {**summary, "grid": dataclasses.asdict(grid),
+        {**summary, "grid": dataclasses.asdict(grid), "saved_by_stage_cache": saved,
          "stages": {name: m["stages"] for name, m in results.items()}}, indent=2))
     return SweepResult(out, summary, results)

@@ -157,7 +157,8 @@ def test_the_augmented_variant_trains_on_augmented_data_and_only_it(tmp_path, gl
     (fp_s1,) = [s for s in fp["stages"] if s["stage"] == "layer_reduction"]
     (nokd_s1,) = [s for s in nokd["stages"] if s["stage"] == "layer_reduction"]
     assert nokd_s1["reused"] and not fp_s1["reused"] and nokd_s1["cache_key"] == fp_s1["cache_key"]
-    assert nokd["reused_reduction"]["from"] == "nokd-fp-half"
+    assert nokd_s1["saved_steps"] == fp_s1["steps"]  # the cost kept with the cache entry
+    assert data["variants"]["nokd-w1-half"]["reused_reduction"]["from"] == "nokd-fp-half"
     assert nokd["steps"] == fp_s1["steps"] + sum(s.get("steps", 0) for s in nokd["stages"])
     (aug_s1,) = [s for s in aug["stages"] if s["stage"] == "layer_reduction"]
     assert not aug_s1["reused"] and aug_s1["cache_key"] != fp_s1["cache_key"]

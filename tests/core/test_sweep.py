@@ -49,6 +49,14 @@ def test_2x2_sweep_trains_shared_stages_once(tmp_path, tiny_headless_model_dir, 
     assert len({r["teacher_score"] for r in summary["table"]}) == 1
     reused = summary["stages"]["w2-l2"]
     assert [s.get("reused") for s in reused] == [True, True, None]
+    # Each hit reports what training it saved: the cost stored with the entry by the run that trained it.
+    trained = {s["cache_key"]: s for m in summary["stages"].values() for s in m if s.get("reused") is False}
+    hits = [s for m in summary["stages"].values() for s in m if s.get("reused")]
+    assert len(hits) == 5 and all(s["saved_steps"] == trained[s["cache_key"]]["steps"] > 0 for s in hits)
+    assert summary["saved_by_stage_cache"] == {
+        "stages": 5, "steps": sum(s["saved_steps"] for s in hits),
+        "seconds": round(sum(s["saved_seconds"] for s in hits), 1)}
+    assert all(e.metrics["saved_steps"] > 0 for e in events if e.metrics.get("stage_cache") == "hit")
 
     # A later sweep with the same inputs reuses every shared stage (a new output folder, same cache).
     again = []
