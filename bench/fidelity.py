@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xtc_core.config import KD_RECIPE_0_1  # torch-free: `--help` stays fast
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLUE = Path(os.environ.get("XTC_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
 
@@ -78,8 +80,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("xtc-w1-half-stock", "compress",
             "XTC W1A8, half depth, 0.1 KD recipe (attention probabilities, padding in the hidden-state "
             "term, student dropout on)", 1, half=True, baselines=("nokd-w1-half", "xtc-w1-half"),
-            training=(("kd_attention_target", "probs"), ("kd_hidden_mask", False),
-                      ("kd_student_dropout", True))),
+            training=tuple(KD_RECIPE_0_1.items())),
     Variant("ptq-w2", "ptq", "post-training ternarization of the teacher (W2A8, no training)", 2),
     Variant("ptq-w1", "ptq", "post-training binarization of the teacher (W1A8, no training)", 1),
     Variant("int8-dynamic", "int8", "torch dynamic int8 (quantize_dynamic on nn.Linear)"),

@@ -91,6 +91,13 @@ class TrainingConfig:
         return logits, self.kd_hidden * factor, self.kd_attention * factor
 
 
+# The KD recipe of version 0.1, before the reference recipe became the default: attention KD on
+# probabilities (after softmax and dropout), padding inside the hidden-state term, student dropout on.
+# Kept as options so it can still be asked for (a job's training.overrides) and measured.
+KD_RECIPE_0_1: dict[str, Any] = {"kd_attention_target": "probs", "kd_hidden_mask": False,
+                                 "kd_student_dropout": True}
+
+
 # Budget presets. `smoke` proves the pipeline end to end in well under a minute on CPU;
 # `quick` is a CPU-friendly demo; `standard` a sensible GPU run; `paper` the published schedule
 # (XTC trains much longer than earlier baselines: that was the paper's main finding).

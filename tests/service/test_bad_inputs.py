@@ -108,7 +108,9 @@ def test_augment_is_a_job_option_stored_where_the_worker_reads_training_options(
 
 def test_the_earlier_kd_recipe_is_still_a_job_option(alice_idle, tiny_model_dir):
     # The reference recipe is the default; the 0.1 recipe is three overrides, accepted as given.
-    earlier = {"kd_attention_target": "probs", "kd_hidden_mask": False, "kd_student_dropout": True}
+    from xtc_core.config import KD_RECIPE_0_1
+
+    earlier = dict(KD_RECIPE_0_1)
     training = {"budget": "smoke", "overrides": earlier}
     r = alice_idle.post("/jobs", json=job_body(tiny_model_dir, training=training))
     assert r.status_code == 201, r.text
