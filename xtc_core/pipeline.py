@@ -209,7 +209,8 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         student.set_attn_implementation(teacher_attn)
     # The checkpoint stores unquantized floats in float_storage and quantized weights as codes and
     # scales computed once (deterministically): make the in-memory student exactly that before
-    # measuring it, so the recorded metric is the checkpoint's metric on any device and thread count.
+    # measuring it, so the recorded metric is the checkpoint's metric on this device, with any thread
+    # count (another device's arithmetic can round a few 8-bit activations the other way).
     round_unquantized_floats(student, _STORAGE_DTYPES[cfg.float_storage], set(quantized))
     frozen = freeze_quantized_weights(student)
     with torch.inference_mode():

@@ -193,7 +193,7 @@ def _token_wise_embedding_forward(self: nn.Embedding, ids: torch.Tensor) -> torc
 def freeze_quantized_weights(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Fix every fake-quantized weight to the codes and scales the checkpoint will store, computed once.
     Returns {module name: (codes, scales)}. Used before the final evaluation, so the recorded metric is
-    the artifact's metric on any device and thread count."""
+    the artifact's metric (the weights are the same on any device and thread count)."""
     out = {}
     for name, module in model.named_modules():
         if is_weight_quantized(module):
