@@ -496,8 +496,10 @@ def build_report(task_result: dict) -> str:
         + _dev_noise(r),
         f"- teacher schedule overrides: {r.get('teacher_overrides') or 'none'}",
         f"- hardware: {r['hardware']}",
-        f"- total wall time: {r['total_seconds'] / 60:.1f} min "
-        f"(teacher stage 0: {r['teacher']['seconds']:.0f} s)",
+        (f"- tabulated from cached runs (`--report-only`, {r['total_seconds']:.0f} s): each run's time is "
+         f"its train s below (teacher stage 0: {r['teacher']['seconds']:.0f} s)" if r.get("report_only") else
+         f"- total wall time: {r['total_seconds'] / 60:.1f} min "
+         f"(teacher stage 0: {r['teacher']['seconds']:.0f} s)"),
         "",
         f"| variant | description | layers | bits | KD | {r['metric']} | Δ vs teacher | on disk "
         "| ratio vs fp32 | train s | steps |",
@@ -811,7 +813,7 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
                     "description": (f"{args.model} fine-tuned by stage 0 ({teacher['steps']} steps)"
                                     if teacher["finetuned"] else f"{args.model} as given (has a task head)")},
         "variants": {n: {k: v for k, v in res.items() if k != "key"} for n, res in variants.items()},
-        "total_seconds": round(time.perf_counter() - started, 1),
+        "total_seconds": round(time.perf_counter() - started, 1), "report_only": args.report_only,
     }
     first_labels = next(iter(task.dev.values()))
     labels = [row.label for row in first_labels]

@@ -182,6 +182,8 @@ def test_report_only_tabulates_the_cached_runs_and_trains_nothing(seeds_run, cap
     assert set(variants) == {"xtc-w1-half", "nokd-w1-half"}  # xtc-w2 has no finished run
     assert variants["xtc-w1-half"]["n_seeds"] == 2
     assert variants["xtc-w1-half"]["score"] == results["sst2"]["variants"]["xtc-w1-half"]["score"]
+    md = (tmp / "results" / "fidelity_sst2_smoke.md").read_text()
+    assert "tabulated from cached runs" in md and "total wall time" not in md
     with pytest.raises(SystemExit):
         bench.main([*argv, "--report-only", "--force"])
 
