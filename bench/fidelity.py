@@ -149,7 +149,7 @@ def _read_json(path: Path) -> dict | None:
 
 def _write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # parallel runs write the same table
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True))
     tmp.replace(path)
 
@@ -183,7 +183,8 @@ def _teacher_key(training) -> str:
             f"-n{t.max_train_examples}-sel{t.max_eval_examples}-seed{t.seed}")
 
 
-def prepare_teacher(model_ref: str, task, training, work: Path, device, force: bool) -> dict[str, Any]:
+def prepare_teacher(model_ref: str, task, training, work: Path, device, force: bool,
+                    report_only: bool = False) -> dict[str, Any]:
     """The shared teacher as a local HF folder (safetensors + tokenizer). A model without a task head
     is fine-tuned first, with the pipeline's own stage-0 trainer and label loss."""
     import torch
@@ -204,6 +205,8 @@ def prepare_teacher(model_ref: str, task, training, work: Path, device, force: b
     if not force and info and info.get("config") == wanted and (folder / "config.json").exists():
         _log(f"teacher: cached at {folder}")
         return info
+    if report_only:  # a typo in the options must not start a stage-0 run
+        raise SystemExit(f"--report-only: no teacher is cached under {work} for these options")
     loaded = load_teacher(model_ref, num_labels=task.num_labels, regression=task.is_regression)
     if loaded.has_task_head:
         _log(f"teacher: {model_ref} already has a task head; used as is")
@@ -518,7 +521,7 @@ def build_report(task_result: dict) -> str:
             f"{_score_cell(res, scale)} | "
             f"{res['delta'] * scale:+.2f} | {_fmt_bytes(res['packed_bytes'])} | {res['ratio']:.1f}x | "
             f"{res['train_seconds']:.0f}{shared} | {res['steps']} |")
-    moved = [name for name, res in r["variants"].items() if not res.get("artifact_matches_recorded", True)]
+    moved = [name for name, res in r["variants"].items() if res.get("rescored_on_cpu")]
     if moved:
         lines += ["", f"Scores are the reloaded artifacts' on CPU. Measured on {r['hardware']['device']} "
                   f"during the run, these scored differently (same weights, other arithmetic: 8-bit "
@@ -592,6 +595,7 @@ def _aggregate(per_seed: dict[Any, dict]) -> dict[str, Any]:
     out["metrics"] = {m: statistics.fmean(r["metrics"][m] for r in results) for m in first["metrics"]}
     out["train_seconds"] = round(statistics.fmean(r["train_seconds"] for r in results), 1)
     out["artifact_matches_recorded"] = all(r.get("artifact_matches_recorded", True) for r in results)
+    out["rescored_on_cpu"] = any("recorded_score" in r for r in results)
     return out
 
 
@@ -611,6 +615,10 @@ def _matches(variants: dict[str, dict], runs: dict[str, dict] | None = None, lab
                     pairs = [(x, b) for x, b in pairs if b is not None and "dev_predictions" in x
                              and "dev_predictions" in b]
                     if pairs:
+                        # a partial table (some seeds unfinished) compares only the seeds both have
+                        xm = sum(x["score"] for x, _ in pairs) / len(pairs)
+                        bm = sum(b["score"] for _, b in pairs) / len(pairs)
+                        row.update(xtc_score=xm, baseline_score=bm, margin=xm - bm, wins=xm > bm)
                         row["paired"] = paired_test([x["dev_predictions"] for x, _ in pairs],
                                                     [b["dev_predictions"] for _, b in pairs], labels,
                                                     task.metrics, task.main_metric, task.is_regression)
@@ -716,7 +724,8 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     teacher_training, teacher_overrides = teacher_config(args, training)
     teachers = args.work_dir / f"{_slug(args.model)}-{spec.name}-teachers"
     teacher_work = teachers / _teacher_key(teacher_training)
-    teacher = prepare_teacher(args.model, task, teacher_training, teacher_work, device, args.force)
+    teacher = prepare_teacher(args.model, task, teacher_training, teacher_work, device, args.force,
+                              args.report_only)
     teacher_path = teacher["path"]
     tmodel, _ = _load_teacher_model(teacher_path, task, "cpu")
     total_layers = tmodel.config.num_hidden_layers
@@ -768,17 +777,25 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
                 preds, artifact_score = artifact_predictions(res["checkpoint"], task, training)
                 res["dev_predictions"], res["artifact_score"] = preds, artifact_score
                 res["artifact_matches_recorded"] = artifact_score == res["score"]
-                if not res["artifact_matches_recorded"]:
+                if not res["artifact_matches_recorded"] and device.type != "cpu":
                     # Same weights, other arithmetic: on a GPU, 8-bit activation rounding can flip a
                     # few borderline predictions against the CPU. The table reports what the artifact
                     # scores on CPU (the runtime's device), which the paired tests use too.
                     _log(f"{label}: reloaded artifact on cpu {artifact_score} != recorded on {device} "
                          f"{res['score']}; the table reports the artifact's")
                     res["recorded_score"], res["score"] = res["score"], artifact_score
+                    res["metrics"] = {**res["metrics"], task.main_metric: artifact_score}
+                elif not res["artifact_matches_recorded"]:  # on CPU this is a bug: say so loudly
+                    _log(f"ERROR: {label}: the reloaded artifact scores {artifact_score}, the run recorded "
+                         f"{res['score']} on the same device")
                 _write_json(cache, res)
             runs[name][seed] = res
             if "teacher_check" in res:
                 teacher_score = res["teacher_check"]
+    if args.report_only and any(VARIANTS[n].kind == "compress" for n in runs) and not any(
+            VARIANTS[n].kind == "compress" and per_seed for n, per_seed in runs.items()):
+        # wrong options or every run failed: keep whatever table is there rather than overwrite it
+        raise SystemExit(f"--report-only: none of the trained variants has a cached run under {work}")
     _name_stage1_trainers(runs)
     variants = {name: _aggregate(per_seed) for name, per_seed in runs.items() if per_seed}
     runs = {name: per_seed for name, per_seed in runs.items() if per_seed}

@@ -186,6 +186,12 @@ def test_report_only_tabulates_the_cached_runs_and_trains_nothing(seeds_run, cap
     assert "tabulated from cached runs" in md and "total wall time" not in md
     with pytest.raises(SystemExit):
         bench.main([*argv, "--report-only", "--force"])
+    before = md
+    with pytest.raises(SystemExit, match="no teacher is cached"):  # a typo must not start a stage 0
+        bench.main([*argv, "--report-only", "--teacher-set", "finetune_steps=5"])
+    with pytest.raises(SystemExit, match="none of the trained variants"):  # and must not empty the table
+        bench.main([*argv, "--report-only", "--set", "quant_steps=7"])
+    assert (tmp / "results" / "fidelity_sst2_smoke.md").read_text() == before
 
 
 @pytest.mark.timeout(600)
@@ -215,3 +221,17 @@ def test_the_parallel_script_trains_each_group_in_its_own_process_and_tabulates_
                                      "int8-dynamic"}
     assert data["variants"]["xtc-w1-half"]["reused_reduction"]  # stage 1 shared inside its process
     assert [m["baseline"] for m in data["matches"] if m["xtc"] == "xtc-w1-half"] == ["nokd-w1-half"]
+
+    # Past its deadline the script trains nothing more and tabulates what finished (exit 3: stopped).
+    late = {**env, "FIDELITY_DEADLINE": "1",
+            "FIDELITY_GROUPS": "xtc-fp-half,xtc-w1-half nokd-w1-half nokd-fp-half"}
+    done = subprocess.run(["bash", script, "par", "1"], cwd=ROOT, env=late, capture_output=True, text=True,
+                          timeout=540)
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "deadline stopped" in done.stderr and "nokd-fp-half-s1: not run yet" in done.stdout
+    again = json.loads((tmp_path / "results" / "fidelity_sst2_par.json").read_text())
+    assert set(again["variants"]) == set(data["variants"])
+    # --force would have every process retrain the shared teacher: refused before anything runs
+    refused = subprocess.run(["bash", script, "par", "1", "--force"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 2 and "--force" in refused.stderr
