@@ -114,11 +114,15 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         """Train a stage, or load its finished result from the work folder or the stage cache."""
         key = cache.key(stage, cache_extra[stage.name]) if cache and stage.name in CACHEABLE_STAGES else None
         done = work / f"{stage.name}.done.pt"
+        report = done.with_suffix(".json")  # what the stage cost, so a resumed run still reports it
         if cfg.resume and done.exists():
             model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
             model.to(device).eval()
             emit(stage.name, "finished earlier; loaded from the work folder", stage.index, stage.num_stages)
-            return None
+            earlier = json.loads(report.read_text()) if report.exists() else {}
+            if cache and earlier.get("outcome"):
+                cache.outcomes[stage.name] = earlier["outcome"]
+            return StageResult(**earlier["result"]) if earlier.get("result") else None
         runner = kd_trainer.get("trainer", trainer) if stage.name != "finetune_teacher" else trainer
         if key is not None:
             result = cache.run(stage, key, load=lambda state: _load_state(model, state, device),
@@ -127,6 +131,10 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         else:
             result = runner.run(model, stage, loss_fn, selection_score)
         torch.save(model.state_dict(), done)
+        report.write_text(json.dumps({
+            "result": None if result is None else {k: v for k, v in dataclasses.asdict(result).items()
+                                                   if k != "history"},
+            "outcome": cache.outcomes.get(stage.name) if cache else None}))
         (work / f"{stage.name}.ckpt.pt").unlink(missing_ok=True)
         return result
 
@@ -277,7 +285,7 @@ def _prepare_work_dir(work: Path, cfg: CompressConfig) -> None:
     marker = work / "run.json"
     previous = json.loads(marker.read_text()).get("fingerprint") if marker.exists() else None
     if not cfg.resume or previous != fingerprint:
-        for stale in work.glob("*.pt"):
+        for stale in [*work.glob("*.pt"), *work.glob("*.done.json")]:
             stale.unlink()
     marker.write_text(json.dumps({"fingerprint": fingerprint}))
 

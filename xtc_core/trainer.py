@@ -73,6 +73,7 @@ class Trainer:
         optimizer = adamw(_param_groups(model, cfg.weight_decay), stage.lr)
         scheduler = _linear_warmup(optimizer, int(cfg.warmup_ratio * stage.steps), stage.steps)
         step, best_score, best_metrics, best_state, history = 0, float("-inf"), {}, None, []
+        spent = 0.0  # training seconds before a resume, so a resumed stage reports its whole cost
 
         ckpt = self._ckpt_path(stage)
         if ckpt is not None and ckpt.exists():
@@ -82,6 +83,7 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             step, best_score, best_metrics = state["step"], state["best_score"], state["best_metrics"]
             best_state, history = state["best_state"], state.get("history", [])
+            spent = state.get("seconds", 0.0)
             torch.set_rng_state(state["rng"])
             log.info("resumed %s at step %d", stage.name, step)
             self._emit(stage, step, None, best_metrics, f"resumed at step {step}")
@@ -120,12 +122,12 @@ class Trainer:
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "best_score": best_score,
                     "best_metrics": best_metrics, "best_state": best_state, "history": history,
-                    "rng": torch.get_rng_state(),
+                    "rng": torch.get_rng_state(), "seconds": spent + time.perf_counter() - started,
                 })
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
-        return StageResult(best_score, best_metrics, step, time.perf_counter() - started, history)
+        return StageResult(best_score, best_metrics, step, spent + time.perf_counter() - started, history)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

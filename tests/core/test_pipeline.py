@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from xtc_core.config import CompressConfig, DataSource, budget
 from xtc_core.errors import Cancelled, ConfigError, DataError
@@ -86,13 +87,23 @@ def test_cancel_then_resume_from_the_last_checkpoint(tmp_path, tiny_model_dir, g
     assert (work / "layer_reduction.done.pt").exists() and (work / "quantization.ckpt.pt").exists()
     assert not (tmp_path / "out" / "metrics.json").exists()
 
+    before = torch.load(work / "quantization.ckpt.pt", weights_only=True)["seconds"]
+    assert before > 0
     resumed = []
-    compress(cfg, on_progress=resumed.append)
+    result = compress(cfg, on_progress=resumed.append)
     messages = {(e.stage, e.message) for e in resumed}
     assert ("quantization", "resumed at step 4") in messages
     assert any(e.stage == "layer_reduction" and "finished earlier" in e.message for e in resumed)
     q_steps = [e.step for e in resumed if e.stage == "quantization" and e.loss is not None]
     assert q_steps == [5, 6, 7, 8]  # only the steps that were not done yet
+    # The report still counts every stage's whole cost: stage 1 from the work folder's record, stage 2
+    # its steps before the cancel too (the checkpoint keeps the seconds spent).
+    first = {e.stage: e for e in seen if e.loss is not None}
+    reports = {r["stage"]: r for r in result.metrics["stages"]}
+    assert reports["layer_reduction"]["steps"] == cfg.training.reduction_steps
+    assert reports["layer_reduction"]["seconds"] > 0 and "best" in reports["layer_reduction"]
+    assert reports["quantization"]["steps"] == 8 and first["quantization"].step == 5
+    assert reports["quantization"]["seconds"] > before
 
 
 def test_a_changed_request_does_not_resume_stale_state(tmp_path, tiny_model_dir, glue_dir):
