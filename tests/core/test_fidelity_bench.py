@@ -74,6 +74,20 @@ def test_second_run_uses_the_cache(bench_run, capsys):
     assert again["sst2"]["variants"][name]["score"] == results["sst2"]["variants"][name]["score"]
 
 
+def test_a_reworded_variant_keeps_its_cached_run_and_a_changed_one_does_not(bench_run, capsys, monkeypatch):
+    import dataclasses
+
+    bench, argv, tmp, _ = bench_run
+    v = bench.VARIANTS["xtc-w1-half"]
+    monkeypatch.setitem(bench.VARIANTS, v.name, dataclasses.replace(v, description="reworded", goal_drop=9.0))
+    bench.main(argv)
+    assert "xtc-w1-half: cached" in capsys.readouterr().out
+    (path,) = (tmp / "work").glob("*-sst2-smoke/variants/xtc-w1-half.json")
+    cached = json.loads(path.read_text())["key"]
+    changed = {**cached, "variant": {**cached["variant"], "weight_bits": 2}}
+    assert bench._same_run(cached, cached) and not bench._same_run(cached, changed)
+
+
 @pytest.fixture(scope="module")
 def seeds_run(tmp_path_factory, glue_dir):
     from tiny_models import make_tiny_model
