@@ -322,7 +322,7 @@ def _shared_stage1(stages: list[dict]) -> dict | None:
     s1 = next((s for s in stages if s.get("stage") == "layer_reduction" and s.get("reused")), None)
     if s1 is None:
         return None
-    return {"from": None, "steps": s1.get("saved_steps", 0), "seconds": s1.get("saved_seconds", 0.0),
+    return {"steps": s1.get("saved_steps", 0), "seconds": s1.get("saved_seconds", 0.0),
             "cache_key": s1["cache_key"]}
 
 
@@ -808,13 +808,13 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
             runs[name][seed] = res
             if "teacher_check" in res:
                 teacher_score = res["teacher_check"]
-    if args.report_only and any(VARIANTS[n].kind == "compress" for n in runs) and not any(
-            VARIANTS[n].kind == "compress" and per_seed for n, per_seed in runs.items()):
+    trained = [name for name in runs if VARIANTS[name].kind == "compress"]
+    if args.report_only and trained and not any(runs[name] for name in trained):
         # wrong options or every run failed: keep whatever table is there rather than overwrite it
         raise SystemExit(f"--report-only: none of the trained variants has a cached run under {work}")
-    _name_stage1_trainers(runs)
-    variants = {name: _aggregate(per_seed) for name, per_seed in runs.items() if per_seed}
     runs = {name: per_seed for name, per_seed in runs.items() if per_seed}
+    _name_stage1_trainers(runs)
+    variants = {name: _aggregate(per_seed) for name, per_seed in runs.items()}
 
     # The teacher's score on the full dev set, measured the same way as every variant.
     from xtc_core.evaluate import encode_dev, score_splits
