@@ -39,9 +39,12 @@ from .student import (
     resolve_layers,
     round_unquantized_floats,
 )
-from .trainer import Stage, StageResult, Trainer
+from .trainer import Stage, StageResult, Trainer, atomic_save
 
 log = logging.getLogger(__name__)
+# Layout of a finished stage's `<stage>.done.pt`: {"format", "state_dict", "result", "outcome"}
+# (format 1 was a bare state dict beside a `.done.json`).
+DONE_FORMAT = 2
 _STORAGE_DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -114,15 +117,13 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         """Train a stage, or load its finished result from the work folder or the stage cache."""
         key = cache.key(stage, cache_extra[stage.name]) if cache and stage.name in CACHEABLE_STAGES else None
         done = work / f"{stage.name}.done.pt"
-        report = done.with_suffix(".json")  # what the stage cost, so a resumed run still reports it
         if cfg.resume and done.exists():
-            model.load_state_dict(torch.load(done, map_location="cpu", weights_only=True))
-            model.to(device).eval()
+            record = torch.load(done, map_location="cpu", weights_only=True)
+            _load_state(model, record["state_dict"], device)
             emit(stage.name, "finished earlier; loaded from the work folder", stage.index, stage.num_stages)
-            earlier = json.loads(report.read_text()) if report.exists() else {}
-            if cache and earlier.get("outcome"):
-                cache.outcomes[stage.name] = earlier["outcome"]
-            return StageResult(**earlier["result"]) if earlier.get("result") else None
+            if cache and record.get("outcome"):
+                cache.outcomes[stage.name] = record["outcome"]
+            return StageResult(**record["result"]) if record.get("result") else None
         runner = kd_trainer.get("trainer", trainer) if stage.name != "finetune_teacher" else trainer
         if key is not None:
             result = cache.run(stage, key, load=lambda state: _load_state(model, state, device),
@@ -130,11 +131,13 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
                                state=model.state_dict, scratch=work)
         else:
             result = runner.run(model, stage, loss_fn, selection_score)
-        torch.save(model.state_dict(), done)
-        report.write_text(json.dumps({
+        # One record, written whole: the weights with what the stage cost, so a resumed run still
+        # reports it (a kill between two files would have kept the weights and lost the cost).
+        atomic_save(done, {
+            "format": DONE_FORMAT, "state_dict": model.state_dict(),
             "result": None if result is None else {k: v for k, v in dataclasses.asdict(result).items()
                                                    if k != "history"},
-            "outcome": cache.outcomes.get(stage.name) if cache else None}))
+            "outcome": cache.outcomes.get(stage.name) if cache else None})
         (work / f"{stage.name}.ckpt.pt").unlink(missing_ok=True)
         return result
 
@@ -281,11 +284,12 @@ def _prepare_work_dir(work: Path, cfg: CompressConfig) -> None:
         path = Path(fields["data"][key] or "")
         if path.is_file():  # a missing file is reported by the data loader, with its name
             fields["data"][key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    fields["work_format"] = DONE_FORMAT  # a folder another layout wrote is started afresh, not misread
     fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
     marker = work / "run.json"
     previous = json.loads(marker.read_text()).get("fingerprint") if marker.exists() else None
     if not cfg.resume or previous != fingerprint:
-        for stale in [*work.glob("*.pt"), *work.glob("*.done.json")]:
+        for stale in work.glob("*.pt"):
             stale.unlink()
     marker.write_text(json.dumps({"fingerprint": fingerprint}))
 

@@ -118,7 +118,7 @@ class Trainer:
             self._emit(stage, step, float(loss.detach()), metrics, " ".join(
                 f"{k}={v:.4f}" for k, v in parts.items()))
             if ckpt is not None and not last and step % cfg.checkpoint_every == 0:
-                _atomic_save(ckpt, {
+                atomic_save(ckpt, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "step": step, "best_score": best_score,
                     "best_metrics": best_metrics, "best_state": best_state, "history": history,
@@ -158,7 +158,7 @@ def _linear_warmup(optimizer, warmup: int, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _atomic_save(path: Path, obj) -> None:
+def atomic_save(path: Path, obj) -> None:
     """Write then rename, so a worker killed mid-write never leaves a corrupt checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

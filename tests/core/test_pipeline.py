@@ -120,6 +120,24 @@ def test_a_changed_request_does_not_resume_stale_state(tmp_path, tiny_model_dir,
     assert evaluate_checkpoint(tmp_path / "out", data) == result.student
 
 
+def test_a_work_folder_of_another_layout_is_started_afresh(tmp_path, tiny_model_dir, glue_dir, monkeypatch):
+    import xtc_core.pipeline as pipeline
+
+    data = DataSource(task="sst2", glue_dir=str(glue_dir))
+    cfg = _config(tiny_model_dir, tmp_path / "out", data, layers=2)
+    monkeypatch.setattr(pipeline, "DONE_FORMAT", 1)  # an older release wrote this folder
+    compress(cfg)
+    monkeypatch.undo()
+    events = []
+    compress(cfg, on_progress=events.append)
+    assert not any("finished earlier" in e.message for e in events)
+    record = torch.load(tmp_path / "out" / ".work" / "layer_reduction.done.pt", weights_only=True)
+    assert record["format"] == pipeline.DONE_FORMAT and record["result"]["steps"] == cfg.training.reduction_steps
+    events.clear()
+    compress(cfg, on_progress=events.append)  # same layout now: resumed
+    assert any(e.stage == "layer_reduction" and "finished earlier" in e.message for e in events)
+
+
 def test_invalid_requests_fail_before_any_work(tmp_path, tiny_model_dir, glue_dir):
     good = DataSource(task="sst2", glue_dir=str(glue_dir))
     with pytest.raises(ConfigError, match="weight_bits"):
