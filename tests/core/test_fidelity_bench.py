@@ -208,6 +208,56 @@ def test_report_only_tabulates_the_cached_runs_and_trains_nothing(seeds_run, cap
     assert (tmp / "results" / "fidelity_sst2_smoke.md").read_text() == before
 
 
+def _load_compare():
+    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "bench" / "compare_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_runs_pairs_two_recipes_seed_by_seed_against_one_teacher(seeds_run, glue_dir, capsys):
+    _, argv, tmp, results = seeds_run
+    compare = _load_compare()
+    model = argv[argv.index("--model") + 1]
+    common = ["--task", "sst2", "--work-dir", str(tmp / "work"), "--model", model,
+              "--glue-dir", str(glue_dir)]
+    out = tmp / "cmp" / "kd-vs-labels"
+    result = compare.main([*common, "--a", "smoke:xtc-w1-half", "--b", "smoke:nokd-w1-half",
+                           "--out", str(out)])
+    variants = results["sst2"]["variants"]
+    assert result["seeds"] == [1, 2]
+    for row in result["per_seed"]:
+        seed = str(row["seed"])
+        assert row["a"] == variants["xtc-w1-half"]["seed_scores"][seed]
+        assert row["diff"] == row["a"] - variants["nokd-w1-half"]["seed_scores"][seed]
+    assert result["differences"]["variant.distill"] == [True, False]  # the change the table measures
+    assert "training.seed" not in result["differences"]
+    assert result["paired"]["seeds_paired"] == 2
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["diff"]["mean"] == pytest.approx(result["diff"]["mean"])
+    assert "`variant.distill`: True vs False" in out.with_suffix(".md").read_text()
+
+    # Another teacher (same configuration, trained again elsewhere) would move every score: refused.
+    work = next((tmp / "work").glob("*-sst2-smoke"))
+    other = work.with_name(work.name.replace("-smoke", "-retrained"))
+    (other / "variants").mkdir(parents=True)
+    for seed in (1, 2):
+        run = json.loads((work / "variants" / f"nokd-w1-half-s{seed}.json").read_text())
+        run["teacher_check"] = run["teacher_check"] + 0.01
+        (other / "variants" / f"nokd-w1-half-s{seed}.json").write_text(json.dumps(run))
+    with pytest.raises(SystemExit, match="different teachers"):
+        compare.main([*common, "--a", "smoke:xtc-w1-half", "--b", "retrained:nokd-w1-half"])
+    (other / "variants" / "nokd-w1-half-s1.json").unlink()
+    (other / "variants" / "nokd-w1-half-s2.json").rename(other / "variants" / "nokd-w1-half-s7.json")
+    with pytest.raises(SystemExit, match="no cached seeded runs"):  # the file's name and seed disagree
+        compare.main([*common, "--a", "smoke:xtc-w1-half", "--b", "retrained:nokd-w1-half"])
+    with pytest.raises(SystemExit, match="no cached seeded runs"):
+        compare.main([*common, "--a", "smoke:xtc-w1-half", "--b", "smoke:xtc-w2"])
+    runs = compare.load_runs(tmp / "work", model, "sst2", "smoke", "xtc-w1-half")
+    with pytest.raises(compare.CompareError, match="no seed in common"):
+        compare.compare({1: runs[1]}, {2: runs[2]}, [], ("accuracy",), "accuracy", False)
+
+
 @pytest.mark.timeout(600)
 def test_the_parallel_script_trains_each_group_in_its_own_process_and_tabulates_them(tmp_path, glue_dir):
     import os

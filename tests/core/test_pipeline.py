@@ -132,7 +132,8 @@ def test_a_work_folder_of_another_layout_is_started_afresh(tmp_path, tiny_model_
     compress(cfg, on_progress=events.append)
     assert not any("finished earlier" in e.message for e in events)
     record = torch.load(tmp_path / "out" / ".work" / "layer_reduction.done.pt", weights_only=True)
-    assert record["format"] == pipeline.DONE_FORMAT and record["result"]["steps"] == cfg.training.reduction_steps
+    assert record["format"] == pipeline.DONE_FORMAT
+    assert record["result"]["steps"] == cfg.training.reduction_steps
     events.clear()
     compress(cfg, on_progress=events.append)  # same layout now: resumed
     assert any(e.stage == "layer_reduction" and "finished earlier" in e.message for e in events)
