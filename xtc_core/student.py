@@ -77,9 +77,9 @@ def quantized_linears(model: nn.Module) -> dict[str, nn.Linear]:
     }
 
 
-def apply_quantization(model: nn.Module, *, weight_bits: int, activation_bits: int | None,
-                       weight_groups: int) -> dict[str, dict]:
-    """Make the student fake-quantized in place. Returns {param name: {bits, groups}} for export."""
+def quantize_linears(model: nn.Module, *, weight_bits: int, activation_bits: int | None,
+                     weight_groups: int) -> dict[str, dict]:
+    """The encoder's linears alone (``apply_quantization`` less the word embeddings)."""
     plan: dict[str, dict] = {}
     for name, linear in quantized_linears(model).items():
         groups = groups_for(linear.weight, weight_groups, per_row=False)
@@ -87,6 +87,14 @@ def apply_quantization(model: nn.Module, *, weight_bits: int, activation_bits: i
         if activation_bits:
             add_activation_quant(linear, activation_bits)
         plan[f"{name}.weight"] = {"bits": weight_bits, "groups": groups}
+    return plan
+
+
+def apply_quantization(model: nn.Module, *, weight_bits: int, activation_bits: int | None,
+                       weight_groups: int) -> dict[str, dict]:
+    """Make the student fake-quantized in place. Returns {param name: {bits, groups}} for export."""
+    plan = quantize_linears(model, weight_bits=weight_bits, activation_bits=activation_bits,
+                            weight_groups=weight_groups)
     emb = word_embeddings(model)
     emb_name = next(n for n, m in model.named_modules() if m is emb)
     groups = groups_for(emb.weight, weight_groups, per_row=True)

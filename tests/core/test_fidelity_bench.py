@@ -258,6 +258,37 @@ def test_compare_runs_pairs_two_recipes_seed_by_seed_against_one_teacher(seeds_r
         compare.compare({1: runs[1]}, {2: runs[2]}, [], ("accuracy",), "accuracy", False)
 
 
+def test_the_fp_embeddings_diagnostic_quantizes_the_linears_only_and_says_so(tmp_path, glue_dir):
+    from tiny_models import make_tiny_model
+
+    spec = importlib.util.spec_from_file_location("diag_fp_embeddings",
+                                                  ROOT / "bench" / "diag_fp_embeddings.py")
+    diag = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diag)
+    model = make_tiny_model(tmp_path / "tiny-base", layers=2, hidden=32, with_head=False)
+
+    def argv(variants: str) -> list[str]:
+        return ["--task", "sst2", "--glue-dir", str(glue_dir), "--model", str(model), "--budget", "smoke",
+                "--variants", variants, "--seeds", "1", "--tag", "fpemb",
+                "--results-dir", str(tmp_path / "r"), "--work-dir", str(tmp_path / "work"),
+                "--threads", "1", "--device", "cpu"]
+
+    with pytest.raises(SystemExit, match="trained variants only"):
+        diag.main(argv("xtc-w2,ptq-w2"))
+    diag.main(argv("xtc-w2"))
+    (cached,) = (tmp_path / "work").glob("*-sst2-fpemb/variants/xtc-w2-s1.json")
+    run = json.loads(cached.read_text())
+    assert run["key"]["variant"]["diagnostic"] == diag.MARK
+    meta = json.loads((Path(run["checkpoint"]) / "xtc.json").read_text())
+    assert meta["quantized"] and not any("embeddings" in name for name in meta["quantized"])
+    assert all(spec["bits"] == 2 for spec in meta["quantized"].values())
+    assert run["artifact_matches_recorded"]
+    import xtc_core.pipeline
+    from xtc_core.student import apply_quantization
+
+    assert xtc_core.pipeline.apply_quantization is apply_quantization  # restored for what runs next
+
+
 @pytest.mark.timeout(600)
 def test_the_parallel_script_trains_each_group_in_its_own_process_and_tabulates_them(tmp_path, glue_dir):
     import os
