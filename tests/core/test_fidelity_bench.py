@@ -282,6 +282,8 @@ def test_the_fp_embeddings_diagnostic_quantizes_the_linears_only_and_says_so(tmp
     meta = json.loads((Path(run["checkpoint"]) / "xtc.json").read_text())
     assert meta["quantized"] and not any("embeddings" in name for name in meta["quantized"])
     assert all(spec["bits"] == 2 for spec in meta["quantized"].values())
+    table = (tmp_path / "r" / "fidelity_sst2_fpemb.md").read_text()
+    assert "Command: `python bench/diag_fp_embeddings.py " in table  # not passed off as the benchmark
     assert run["artifact_matches_recorded"]
     import xtc_core.pipeline
     from xtc_core.student import apply_quantization
