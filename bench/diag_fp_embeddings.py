@@ -29,14 +29,13 @@ def main(argv: list[str] | None = None) -> dict:
     untrained = [n for n in args.variant_list if fidelity.VARIANTS[n].kind != "compress"]
     if untrained:  # PTQ and int8 rows do not go through the pipeline: they would be mislabelled
         sys.exit(f"diag_fp_embeddings: trained variants only, not {', '.join(untrained)}")
-    quantize, inputs, script = pipeline.apply_quantization, fidelity._run_inputs, fidelity.SCRIPT
+    quantize, inputs = pipeline.apply_quantization, fidelity._run_inputs
     pipeline.apply_quantization = quantize_linears  # the same call, less the word embeddings
     fidelity._run_inputs = lambda variant: {**inputs(variant), "diagnostic": MARK}
-    fidelity.SCRIPT = "bench/diag_fp_embeddings.py"
     try:
-        return fidelity.main(argv)
+        return fidelity.main(argv, script="bench/diag_fp_embeddings.py")
     finally:  # callers in the same process (tests) get the library back as it was
-        pipeline.apply_quantization, fidelity._run_inputs, fidelity.SCRIPT = quantize, inputs, script
+        pipeline.apply_quantization, fidelity._run_inputs = quantize, inputs
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from typing import Any
 from xtc_core.config import KD_RECIPE_0_1  # torch-free: `--help` stays fast
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = "bench/fidelity.py"  # as the tables' command lines name it (a wrapper names itself)
 DEFAULT_GLUE = Path(os.environ.get("XTC_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
 
 
@@ -862,14 +861,15 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
     return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict]:
+def main(argv: list[str] | None = None, script: str = "bench/fidelity.py") -> dict[str, dict]:
+    """``script``: how the tables' command lines name the program (a wrapper names itself)."""
     import torch
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     training, overrides = training_config(args)
     shown = argv if argv is not None else sys.argv[1:]
-    command = f"python {SCRIPT} " + " ".join(shlex.quote(a) for a in shown)
+    command = f"python {script} " + " ".join(shlex.quote(a) for a in shown)
     _log(f"budget {args.budget} with overrides {overrides}: {training}")
     return {t: run_task(t, args, training, overrides, command) for t in args.tasks}
 
