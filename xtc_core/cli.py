@@ -122,6 +122,8 @@ def compress(
     activation_bits: str = typer.Option("8", help="8, or 'none' for full-precision activations"),
     layers: str = typer.Option(None, help="student depth (3) or teacher layers (1,3,5); default half"),
     weight_groups: int = typer.Option(1, help="scales per weight matrix (per-group quantization)"),
+    embedding_bits: int = typer.Option(None, help="word-embedding bits: 1, 2, 4 or 8 "
+                                                  "(default: --weight-bits)"),
     budget: str = typer.Option("quick", help="smoke | quick | standard | paper"),
     set_: list[str] = typer.Option([], "--set", help="training override KEY=VALUE (repeatable)"),
     device: str = typer.Option(None, help="cpu, cuda, cuda:1 (default: cuda when present)"),
@@ -145,6 +147,7 @@ def compress(
             data=_data_source(task, glue_dir, train, dev, text_column, text_pair_column, label_column,
                               regression),
             weight_bits=weight_bits, layers=parse_layers(layers), weight_groups=weight_groups,
+            embedding_bits=embedding_bits,
             activation_bits=_activation_bits(activation_bits),
             training=make_budget(budget, **parse_overrides(set_)), budget_name=budget, device=device,
             work_dir=str(work_dir) if work_dir else None, resume=resume,

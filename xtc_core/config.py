@@ -164,6 +164,9 @@ class CompressConfig:
     activation_bits: int | None = 8  # 8 or None (full-precision activations)
     layers: int | list[int] | None = None  # student depth or explicit teacher layers; None: every other
     weight_groups: int = 1  # scales per weight matrix (1: per matrix; more: per group of rows)
+    # Word-embedding width (one scale per row): None stores them at weight_bits, as XTC does; 4 or 8
+    # trade size for accuracy (a MiniLM's vocabulary is half its parameters, a fifth of BERT-base's).
+    embedding_bits: int | None = None
     float_storage: str = "fp16"  # how unquantized tensors are stored: "fp16" or "fp32"
     training: TrainingConfig = field(default_factory=lambda: BUDGETS["quick"].replace())
     budget_name: str = "quick"
@@ -181,6 +184,10 @@ class CompressConfig:
             raise ConfigError(f"weight_bits must be 1 or 2, got {self.weight_bits}")
         if self.activation_bits not in (8, None):
             raise ConfigError(f"activation_bits must be 8 or null, got {self.activation_bits}")
+        if self.embedding_bits is not None and (isinstance(self.embedding_bits, bool)
+                                                or self.embedding_bits not in (1, 2, 4, 8)):
+            raise ConfigError(f"embedding_bits must be 1, 2, 4, 8 or null (= weight_bits), "
+                              f"got {self.embedding_bits}")
         if self.float_storage not in ("fp16", "fp32"):
             raise ConfigError(f"float_storage must be fp16 or fp32, got {self.float_storage}")
         if self.weight_groups < 1:

@@ -30,7 +30,8 @@ def export_hf(ckpt: str | Path, out_dir: str | Path) -> Path:
     config = labelled_config(model.config, labels, type(model).__name__)
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     load_tokenizer(ckpt).save_pretrained(out)
-    keys = ("weight_bits", "activation_bits", "weight_groups", "teacher_layers", "task", "library_version")
+    keys = ("weight_bits", "activation_bits", "weight_groups", "embedding_bits", "teacher_layers", "task",
+            "library_version")
     provenance = {k: meta.get(k) for k in keys}
     provenance["note"] = ("dense export: weights are exact dequantized codes; activation quantization "
                           "is not applied by stock transformers")

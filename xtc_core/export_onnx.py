@@ -66,6 +66,7 @@ def export_onnx(ckpt: str | Path, out_dir: str | Path, *, max_length: int | None
         "weight_bits": meta.get("weight_bits"),
         "activation_bits": meta.get("activation_bits"),
         "weight_groups": meta.get("weight_groups"),
+        "embedding_bits": meta.get("embedding_bits"),
         "inputs": ["input_ids", "attention_mask", "token_type_ids"],
         "model_sha256": sha256_file(out / ONNX_MODEL),
         "library_version": meta.get("library_version"),

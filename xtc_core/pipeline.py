@@ -208,7 +208,8 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
     quantized: dict[str, dict] = {}
     if cfg.quantize:
         quantized = apply_quantization(student, weight_bits=cfg.weight_bits,
-                                       activation_bits=cfg.activation_bits, weight_groups=cfg.weight_groups)
+                                       activation_bits=cfg.activation_bits, weight_groups=cfg.weight_groups,
+                                       embedding_bits=cfg.embedding_bits)
         student_ref["quant"] = student
         result = run_stage(student, stages["quantization"], student_loss)
         stage_reports.append(_report(cache, stages["quantization"], result))
@@ -236,6 +237,7 @@ def compress(cfg: CompressConfig, on_progress: ProgressCallback | None = None,
         "activation_bits": cfg.activation_bits if cfg.quantize else None,
         "activation_quant": "symmetric, dynamic range per token" if cfg.quantize else None,
         "weight_groups": cfg.weight_groups,
+        "embedding_bits": (cfg.embedding_bits or cfg.weight_bits) if cfg.quantize else None,
         "float_storage": cfg.float_storage,
         "quantized": quantized,
         "teacher_layers": layers,
@@ -284,6 +286,8 @@ def _prepare_work_dir(work: Path, cfg: CompressConfig) -> None:
         path = Path(fields["data"][key] or "")
         if path.is_file():  # a missing file is reported by the data loader, with its name
             fields["data"][key] = hashlib.sha256(path.read_bytes()).hexdigest()
+    if fields["embedding_bits"] is None:  # the default: folders written before the option still resume
+        fields.pop("embedding_bits")
     fields["work_format"] = DONE_FORMAT  # a folder another layout wrote is started afresh, not misread
     fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
     marker = work / "run.json"

@@ -1,4 +1,5 @@
-"""Weight (1-bit BWN / 2-bit TWN) and activation (8-bit) fake quantization with straight-through grads.
+"""Weight (1-bit BWN / 2-bit TWN; 4/8-bit symmetric for word embeddings) and activation (8-bit) fake
+quantization with straight-through grads.
 
 The forward of the fake-quantized weight is *exactly* ``dequantize(*quantize_weight(w))``, the same
 function the checkpoint loader runs on the packed codes, so a reloaded model reproduces the
@@ -15,6 +16,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 TERNARY_DELTA = 0.7  # TWN threshold: delta = 0.7 * mean(|w|) (Li et al. 2016, used by XTC)
+# Widths a weight can be stored at: XTC's binary and ternary codes, and symmetric 4/8-bit codes (scale
+# = max|w| / (2^(b-1) - 1)) for the word embeddings, whose 2-bit form costs W2A8 students about half of
+# their accuracy gap (bench/results/compare_sst2_w2_fp-embeddings-vs-2bit.md).
+WEIGHT_BITS = (1, 2, 4, 8)
+_MIN_SCALE = 1e-12  # an all-zero row gets codes 0 rather than 0/0
 
 
 def _grouped(w: torch.Tensor, groups: int) -> torch.Tensor:
@@ -37,11 +43,24 @@ def _group_stats(absg: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Ten
         keep = a > TERNARY_DELTA * a.mean(dim=1, keepdim=True)
         kept = (a * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True).clamp(min=1)
         return kept.float(), keep
-    raise ValueError(f"weight bits must be 1 or 2, got {bits}")
+    if bits in (4, 8):
+        return (a.amax(dim=1, keepdim=True) / _qmax(bits)).float().clamp(min=_MIN_SCALE), None
+    raise ValueError(f"weight bits must be one of {WEIGHT_BITS}, got {bits}")
+
+
+def _qmax(bits: int) -> int:
+    return 2 ** (bits - 1) - 1
+
+
+def _uniform_codes(g: torch.Tensor, scales: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric codes in [-qmax, qmax] (round half to even), as floats of ``g``'s dtype."""
+    q = _qmax(bits)
+    return torch.clamp(torch.round(g / scales), -q, q)
 
 
 def quantize_weight(w: torch.Tensor, bits: int, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Codes in {-1, +1} (1-bit) or {-1, 0, +1} (2-bit), int8 shaped like ``w``; fp32 scale per group.
+    """Codes in {-1, +1} (1-bit), {-1, 0, +1} (2-bit) or [-qmax, qmax] (4/8-bit), int8 shaped like
+    ``w``; fp32 scale per group.
 
     Computed on the CPU in fp64, so the same latent weights give the same codes and scales whatever
     the device or thread count (this is what the checkpoint stores)."""
@@ -49,13 +68,15 @@ def quantize_weight(w: torch.Tensor, bits: int, groups: int) -> tuple[torch.Tens
     scales, keep = _group_stats(g.abs(), bits)
     if bits == 1:
         codes = torch.where(g >= 0, 1, -1).to(torch.int8)  # sign(0) = +1: every weight gets a bit
-    else:
+    elif bits == 2:
         codes = (torch.sign(g) * keep).to(torch.int8)
+    else:
+        codes = _uniform_codes(g, scales, bits).to(torch.int8)
     return codes.reshape(w.shape), scales[:, 0].contiguous()
 
 
 def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, groups: int) -> torch.Tensor:
-    """codes * scale, per group, in fp32. Exact: each value is 0 or +-scale."""
+    """codes * scale, per group, in fp32 (one rounding of an exact product: the same as training's)."""
     g = codes.reshape(groups, -1).to(scales.dtype)
     return (g * scales[:, None]).reshape(codes.shape)
 
@@ -63,12 +84,14 @@ def dequantize_weight(codes: torch.Tensor, scales: torch.Tensor, groups: int) ->
 def fake_quantize_weight(w: torch.Tensor, bits: int, groups: int) -> torch.Tensor:
     """``dequantize_weight(*quantize_weight(w))`` computed on ``w``'s device without materializing
     integer codes (it runs every training step). Same arithmetic (fp64 statistics), so on the CPU it is
-    equal to it bit for bit: each value is exactly +-scale or 0."""
+    equal to it bit for bit: each value is code * scale, rounded once."""
     g = _grouped(w.detach(), groups)
     alpha, keep = _group_stats(g.abs(), bits)
     alpha = alpha.to(g.dtype)
     if bits == 1:
         out = torch.where(g >= 0, alpha, -alpha)
+    elif bits in (4, 8):
+        out = _uniform_codes(g, alpha, bits) * alpha
     else:
         zero = torch.zeros((), dtype=g.dtype, device=g.device)
         out = torch.where(keep, torch.where(g >= 0, alpha, -alpha), zero)

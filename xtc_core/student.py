@@ -91,15 +91,17 @@ def quantize_linears(model: nn.Module, *, weight_bits: int, activation_bits: int
 
 
 def apply_quantization(model: nn.Module, *, weight_bits: int, activation_bits: int | None,
-                       weight_groups: int) -> dict[str, dict]:
-    """Make the student fake-quantized in place. Returns {param name: {bits, groups}} for export."""
+                       weight_groups: int, embedding_bits: int | None = None) -> dict[str, dict]:
+    """Make the student fake-quantized in place. Returns {param name: {bits, groups}} for export.
+    The word embeddings get one scale per row at ``embedding_bits`` (None: ``weight_bits``, XTC's)."""
     plan = quantize_linears(model, weight_bits=weight_bits, activation_bits=activation_bits,
                             weight_groups=weight_groups)
     emb = word_embeddings(model)
     emb_name = next(n for n, m in model.named_modules() if m is emb)
     groups = groups_for(emb.weight, weight_groups, per_row=True)
-    quantize_module_weight(emb, weight_bits, groups)
-    plan[f"{emb_name}.weight"] = {"bits": weight_bits, "groups": groups}
+    bits = embedding_bits or weight_bits
+    quantize_module_weight(emb, bits, groups)
+    plan[f"{emb_name}.weight"] = {"bits": bits, "groups": groups}
     return plan
 
 

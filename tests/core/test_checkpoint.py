@@ -19,10 +19,11 @@ def sst2_rows(glue_dir):
     return read_glue_file(get_task("sst2"), glue_dir / "SST-2" / "dev.tsv")[:24]
 
 
-def _fake_quant_student(model_dir, bits, groups, act_bits=8):
+def _fake_quant_student(model_dir, bits, groups, act_bits=8, embedding_bits=None):
     teacher = load_teacher(str(model_dir), num_labels=2, regression=False)
     student = build_student(teacher.model, [1, 3])
-    plan = apply_quantization(student, weight_bits=bits, activation_bits=act_bits, weight_groups=groups)
+    plan = apply_quantization(student, weight_bits=bits, activation_bits=act_bits, weight_groups=groups,
+                              embedding_bits=embedding_bits)
     # a few optimizer steps so the latent weights are no longer the teacher's
     opt = torch.optim.SGD(student.parameters(), lr=0.5)
     ids = torch.randint(1000, 2000, (4, 12))
@@ -41,10 +42,11 @@ def _meta(plan, act_bits, teacher_params=1000):
             "eval": {"max_seq_length": 64, "batch_size": 8}, "task": {"labels": ["0", "1"]}}
 
 
-@pytest.mark.parametrize("bits,groups,act_bits", [(1, 1, 8), (2, 1, 8), (1, 4, 8), (2, 8, None)])
+@pytest.mark.parametrize("bits,groups,act_bits,embedding_bits", [
+    (1, 1, 8, None), (2, 1, 8, None), (1, 4, 8, None), (2, 8, None, None), (2, 1, 8, 8), (1, 4, 8, 4)])
 def test_reloaded_logits_equal_fake_quant_logits_exactly(tmp_path, tiny_model_dir, sst2_rows, bits, groups,
-                                                         act_bits):
-    student, tokenizer, plan = _fake_quant_student(tiny_model_dir, bits, groups, act_bits)
+                                                         act_bits, embedding_bits):
+    student, tokenizer, plan = _fake_quant_student(tiny_model_dir, bits, groups, act_bits, embedding_bits)
     out = save_compressed(student, tokenizer, tmp_path / "ckpt", meta=_meta(plan, act_bits))
     reloaded = load_compressed(out)
     assert type(reloaded) is type(student)  # a stock transformers class
@@ -53,6 +55,12 @@ def test_reloaded_logits_equal_fake_quant_logits_exactly(tmp_path, tiny_model_di
         expected = student(**batch).logits
         got = reloaded(**batch).logits
     assert torch.equal(got, expected)  # zero tolerance
+    # the word embedding is stored at its own width, and reloads row for row
+    emb = "bert.embeddings.word_embeddings.weight"
+    assert plan[emb]["bits"] == (embedding_bits or bits)
+    with torch.no_grad():
+        ids = torch.arange(student.config.vocab_size)
+        assert torch.equal(reloaded.get_input_embeddings()(ids), student.get_input_embeddings()(ids))
     # and the packed weights really are what the fake-quant forward used
     name = next(iter(plan))
     module = dict(reloaded.named_modules())[name.rsplit(".", 1)[0]]
@@ -60,9 +68,9 @@ def test_reloaded_logits_equal_fake_quant_logits_exactly(tmp_path, tiny_model_di
     assert torch.equal(module.weight, fq_module.weight)
 
 
-@pytest.mark.parametrize("bits", [1, 2])
-def test_packed_bytes_match_bits_times_params(tmp_path, tiny_model_dir, bits):
-    student, tokenizer, plan = _fake_quant_student(tiny_model_dir, bits, 1)
+@pytest.mark.parametrize("bits,embedding_bits", [(1, None), (2, None), (2, 8), (1, 4)])
+def test_packed_bytes_match_bits_times_params(tmp_path, tiny_model_dir, bits, embedding_bits):
+    student, tokenizer, plan = _fake_quant_student(tiny_model_dir, bits, 1, embedding_bits=embedding_bits)
     out = save_compressed(student, tokenizer, tmp_path / "ckpt", meta=_meta(plan, 8))
     state = {k.replace(".parametrizations.weight.original", ".weight"): v
              for k, v in student.state_dict().items()}
@@ -71,7 +79,7 @@ def test_packed_bytes_match_bits_times_params(tmp_path, tiny_model_dir, bits):
         if name in plan:
             rows = tensor.shape[0]
             scales = plan[name]["groups"]
-            expected += (tensor.numel() * bits + 7) // 8 + 4 * scales + 8 * tensor.dim()
+            expected += (tensor.numel() * plan[name]["bits"] + 7) // 8 + 4 * scales + 8 * tensor.dim()
             assert scales in (1, rows)
         elif tensor.is_floating_point():
             expected += tensor.numel() * 2  # fp16 storage
@@ -83,7 +91,10 @@ def test_packed_bytes_match_bits_times_params(tmp_path, tiny_model_dir, bits):
     assert report["packed_bytes"] == on_disk
     assert report["payload_bytes"] == expected
     bits_by_name = {t["name"]: t["bits"] for t in report["tensors"]}
-    assert all(bits_by_name[name] == bits for name in plan)
+    assert all(bits_by_name[name] == plan[name]["bits"] for name in plan)
+    assert bits_by_name["bert.embeddings.word_embeddings.weight"] == (embedding_bits or bits)
+    kinds = report["bytes_by_kind"]
+    assert f"{embedding_bits or bits}-bit word embeddings (+ scales)" in kinds
     assert bits_by_name["bert.pooler.dense.weight"] == 16
 
 

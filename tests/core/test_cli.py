@@ -45,6 +45,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path, tiny_model_dir, glue_dir):
         (["--model", tiny_model_dir, "--task", "nope"], "unknown GLUE task"),
         (["--model", tmp_path / "missing", "--task", "sst2"], "no such model folder"),
         (["--model", tiny_model_dir, "--task", "sst2", "--weight-bits", "4"], "weight_bits must be 1 or 2"),
+        (["--model", tiny_model_dir, "--task", "sst2", "--embedding-bits", "3"], "embedding_bits must be"),
         (["--model", tiny_model_dir, "--task", "sst2", "--budget", "huge"], "unknown budget"),
         (["--model", tiny_model_dir, "--task", "sst2", "--set", "nosuch=1"], "unknown training option"),
         (["--model", tiny_model_dir, "--task", "sst2", "--activation-bits", "x"], "--activation-bits"),

@@ -21,12 +21,14 @@ from xtc_core.tabular import read_glue_file
 from xtc_core.tasks import get_task
 
 
-def make_checkpoint(model_dir, out, *, bits, groups, act_bits, labels=("neg", "pos"), seed=0):
+def make_checkpoint(model_dir, out, *, bits, groups, act_bits, labels=("neg", "pos"), seed=0,
+                    embedding_bits=None):
     """A trained-looking fake-quantized student (a few SGD steps away from the teacher), saved packed."""
     torch.manual_seed(seed)
     teacher = load_teacher(str(model_dir), num_labels=len(labels), regression=False)
     student = build_student(teacher.model, [1, 3])
-    plan = apply_quantization(student, weight_bits=bits, activation_bits=act_bits, weight_groups=groups)
+    plan = apply_quantization(student, weight_bits=bits, activation_bits=act_bits, weight_groups=groups,
+                              embedding_bits=embedding_bits)
     opt = torch.optim.SGD(student.parameters(), lr=0.5)
     ids = torch.randint(1000, 2000, (4, 12))
     for _ in range(3):
@@ -55,10 +57,13 @@ def sst2_rows(glue_dir):
     return read_glue_file(get_task("sst2"), glue_dir / "SST-2" / "dev.tsv")[:96]
 
 
-@pytest.mark.parametrize("bits,groups,act_bits", [(1, 1, 8), (2, 1, 8), (1, 8, 8), (2, 8, 8),
-                                                  (1, 1, None), (2, 8, None)])
-def test_onnx_predictions_equal_load_compressed(tmp_path, tiny_model_dir, sst2_rows, bits, groups, act_bits):
-    ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=bits, groups=groups, act_bits=act_bits)
+@pytest.mark.parametrize("bits,groups,act_bits,embedding_bits", [
+    (1, 1, 8, None), (2, 1, 8, None), (1, 8, 8, None), (2, 8, 8, None), (1, 1, None, None),
+    (2, 8, None, None), (2, 8, 8, 8), (1, 1, 8, 4)])
+def test_onnx_predictions_equal_load_compressed(tmp_path, tiny_model_dir, sst2_rows, bits, groups, act_bits,
+                                                embedding_bits):
+    ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=bits, groups=groups, act_bits=act_bits,
+                           embedding_bits=embedding_bits)
     out = export_onnx(ckpt, tmp_path / "onnx")
     expected = reference_logits(ckpt, sst2_rows)
     predictor = Predictor(out, threads=1)

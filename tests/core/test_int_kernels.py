@@ -25,10 +25,12 @@ def _logits(model, ckpt, rows):
         return model(**batch).logits
 
 
-@pytest.mark.parametrize("bits,groups", [(1, 1), (2, 1), (1, 8), (2, 8)])
+@pytest.mark.parametrize("bits,groups,embedding_bits", [
+    (1, 1, None), (2, 1, None), (1, 8, None), (2, 8, None), (2, 8, 8), (1, 1, 4)])
 def test_fast_load_computes_on_integers_and_matches_training(tmp_path, tiny_model_dir, sst2_rows,
-                                                                bits, groups):
-    ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=bits, groups=groups, act_bits=8)
+                                                                bits, groups, embedding_bits):
+    ckpt = make_checkpoint(tiny_model_dir, tmp_path / "ckpt", bits=bits, groups=groups, act_bits=8,
+                           embedding_bits=embedding_bits)
     fast, exact = load_compressed(ckpt, fast=True), load_compressed(ckpt)
     linears = [m for m in fast.modules() if isinstance(m, Int8Linear)]
     assert len(linears) == 2 * 6 and not any(isinstance(m, ActQuantLinear) for m in fast.modules())

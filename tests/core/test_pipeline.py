@@ -39,6 +39,26 @@ def test_compress_sst2_then_eval_reproduces_the_recorded_metric(tmp_path, tiny_m
     assert inspect_checkpoint(tmp_path / "out")["packed_bytes"] == recorded["packed_bytes"]
 
 
+def test_word_embeddings_at_their_own_width_train_export_and_reload_exactly(tmp_path, tiny_model_dir,
+                                                                           glue_dir):
+    data = DataSource(task="sst2", glue_dir=str(glue_dir))
+    sizes = {}
+    for embedding_bits in (None, 8):
+        out = tmp_path / f"out-{embedding_bits}"
+        result = compress(_config(tiny_model_dir, out, data, weight_bits=2, layers=2,
+                                  embedding_bits=embedding_bits))
+        meta = json.loads((out / "xtc.json").read_text())
+        emb = meta["quantized"]["bert.embeddings.word_embeddings.weight"]
+        assert emb["bits"] == meta["embedding_bits"] == (embedding_bits or 2)
+        encoder = {spec["bits"] for name, spec in meta["quantized"].items() if "word_embeddings" not in name}
+        assert encoder == {2}
+        assert evaluate_checkpoint(out, data) == result.student  # the recorded metric is the artifact's
+        sizes[embedding_bits] = inspect_checkpoint(out)["packed_bytes"]
+    config = json.loads((tmp_path / "out-8" / "config.json").read_text())
+    vocab, hidden = config["vocab_size"], config["hidden_size"]
+    assert sizes[8] - sizes[None] == pytest.approx(vocab * hidden * (8 - 2) / 8, rel=0.01)
+
+
 def test_headless_model_gets_its_teacher_fine_tuned_first(tmp_path, tiny_headless_model_dir, glue_dir):
     events = []
     data = DataSource(task="rte", glue_dir=str(glue_dir))
@@ -143,6 +163,9 @@ def test_invalid_requests_fail_before_any_work(tmp_path, tiny_model_dir, glue_di
     good = DataSource(task="sst2", glue_dir=str(glue_dir))
     with pytest.raises(ConfigError, match="weight_bits"):
         compress(_config(tiny_model_dir, tmp_path / "o", good, weight_bits=3))
+    for bad in (3, 16, True):
+        with pytest.raises(ConfigError, match="embedding_bits must be 1, 2, 4, 8"):
+            compress(_config(tiny_model_dir, tmp_path / "o", good, embedding_bits=bad))
     with pytest.raises(ConfigError, match="unknown GLUE task"):
         compress(_config(tiny_model_dir, tmp_path / "o", DataSource(task="squad", glue_dir=str(glue_dir))))
     with pytest.raises(ConfigError, match="strictly increasing"):

@@ -5,6 +5,7 @@ from xtc_core.quant import (
     binarize,
     dequantize_weight,
     fake_quantize_activation,
+    fake_quantize_weight,
     groups_for,
     quantize_weight,
     ternarize,
@@ -72,6 +73,32 @@ def test_quantize_dequantize_reproduces_fake_quant_forward_exactly():
         codes, scales = quantize_weight(w, bits, 4)
         fq = binarize(w, 4) if bits == 1 else ternarize(w, 4)
         assert torch.equal(dequantize_weight(codes, scales, 4), fq)
+    for bits in (4, 8):
+        codes, scales = quantize_weight(w, bits, 32)
+        assert torch.equal(dequantize_weight(codes, scales, 32), fake_quantize_weight(w, bits, 32))
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_multi_bit_codes_are_symmetric_per_row_with_max_abs_scale(bits):
+    qmax = 2 ** (bits - 1) - 1
+    w = torch.randn(20, 40)
+    w[5] = 0.0  # an all-zero row: codes 0, not 0/0
+    codes, scales = quantize_weight(w, bits, 20)
+    assert codes.dtype == torch.int8 and int(codes.abs().max()) == qmax
+    assert torch.equal(codes[5], torch.zeros(40, dtype=torch.int8))
+    expected = w.abs().amax(dim=1).double() / qmax
+    assert torch.equal(scales[torch.arange(20) != 5], expected.float()[torch.arange(20) != 5])
+    # each row's extreme weight is represented exactly at +-qmax; error at most half a step elsewhere
+    err = (dequantize_weight(codes, scales, 20) - w).abs()
+    assert bool((err <= scales[:, None] / 2 * (1 + 1e-6)).all())
+    # more bits, less error, same rows
+    assert err.mean() < (dequantize_weight(*quantize_weight(w, 2, 20), 20) - w).abs().mean()
+
+
+def test_hand_computed_4_bit_row():
+    w = torch.tensor([[0.7, -0.35, 0.05, 0.0]])  # scale 0.1: codes 7, -4 (-3.5 to even), 0 (0.5), 0
+    codes, scales = quantize_weight(w, 4, 1)
+    assert codes.tolist() == [[7, -4, 0, 0]] and scales.tolist() == pytest.approx([0.1])
 
 
 def test_groups_never_straddle_rows():
@@ -89,7 +116,7 @@ def test_training_embedding_lookup_quantizes_rows_like_the_full_matrix():
 
     from xtc_core.quant import quantize_module_weight
 
-    for bits in (1, 2):
+    for bits in (1, 2, 4, 8):
         emb = nn.Embedding(50, 16)
         quantize_module_weight(emb, bits, 50)  # token-wise: one scale per row
         ids = torch.tensor([[3, 7, 7, 49], [0, 1, 2, 3]])
@@ -98,7 +125,10 @@ def test_training_embedding_lookup_quantizes_rows_like_the_full_matrix():
         emb.eval()
         full = emb(ids)  # looks up rows of the fully quantized matrix (what export stores)
         assert torch.allclose(fast, full, rtol=1e-6, atol=0)
-        assert set(full[0, 1].abs().tolist()) <= {0.0, full[0, 1].abs().max().item()}
+        if bits <= 2:
+            assert set(full[0, 1].abs().tolist()) <= {0.0, full[0, 1].abs().max().item()}
+        else:
+            assert len(set(full[0, 1].abs().tolist())) > 2
         emb.train()
         emb(ids).sum().backward()
         grad = emb.parametrizations.weight.original.grad
