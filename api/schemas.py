@@ -46,6 +46,9 @@ class Compression(Strict):
     # A student depth, or teacher layers (0-based) to keep; bounded so no value overflows a column.
     layers: Annotated[int, Field(ge=1, le=256)] | Annotated[
         list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=1, max_length=256)] | None = None
+    weight_groups: Annotated[int, Field(ge=1, le=65536)] = 1  # scales per weight matrix
+    # Word-embedding width (one scale per row); null: weight_bits, as XTC does.
+    embedding_bits: Literal[1, 2, 4, 8] | None = None
 
 
 class Training(Strict):
@@ -73,6 +76,11 @@ class Training(Strict):
         return self
 
 
+# Compression options added after 0.1, at their defaults: left out of the fingerprint, so a request
+# replayed under its idempotency key after an upgrade still matches the job it created.
+COMPRESSION_ADDED_DEFAULTS: dict[str, Any] = {"weight_groups": 1, "embedding_bits": None}
+
+
 class JobCreate(Strict):
     model: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
     task: Name | DatasetTask
@@ -83,6 +91,9 @@ class JobCreate(Strict):
     def fingerprint(self) -> str:
         """Hash of the normalized request: same meaning -> same hash, whatever the JSON spelling."""
         data = self.model_dump(mode="json")
+        for key, default in COMPRESSION_ADDED_DEFAULTS.items():
+            if data["compression"].get(key) == default:  # requests from before these options hash as before
+                data["compression"].pop(key)
         if isinstance(self.task, str):
             data["task"] = normalized_task(self.task)
         data["training"]["budget"] = self.training.budget.strip().lower()

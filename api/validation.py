@@ -42,6 +42,7 @@ def validate_job(session: Session, tenant_id: str, body: JobCreate, model_dirs: 
         CompressConfig(
             model=stored["model"], data=data, output_dir="unused", weight_bits=body.compression.weight_bits,
             activation_bits=body.compression.activation_bits, layers=body.compression.layers,
+            weight_groups=body.compression.weight_groups, embedding_bits=body.compression.embedding_bits,
             training=training, budget_name=body.training.budget,
         ).validate()
     except ConfigError as exc:

@@ -117,6 +117,8 @@ def _compress(
         weight_bits=compression.get("weight_bits", 1),
         activation_bits=compression.get("activation_bits", 8),
         layers=compression.get("layers"),
+        weight_groups=compression.get("weight_groups", 1),
+        embedding_bits=compression.get("embedding_bits"),
         training=budget(preset, **(training.get("overrides") or {})),
         budget_name=preset,
         work_dir=str(work_dir),  # survives a worker restart, so a reclaimed job resumes

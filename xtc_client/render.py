@@ -15,7 +15,9 @@ def _bits(job: dict[str, Any]) -> str:
     act = comp.get("activation_bits")
     layers = comp.get("layers")
     depth = "half" if layers is None else (len(layers) if isinstance(layers, list) else layers)
-    return f"W{comp.get('weight_bits', 1)}A{act if act else 32} L{depth}"
+    extra = f" E{comp['embedding_bits']}" if comp.get("embedding_bits") else ""
+    extra += f" G{comp['weight_groups']}" if (comp.get("weight_groups") or 1) > 1 else ""
+    return f"W{comp.get('weight_bits', 1)}A{act if act else 32} L{depth}{extra}"
 
 
 def _task(job: dict[str, Any]) -> str:

@@ -45,6 +45,9 @@ def test_missing_or_invalid_key_is_401(idle_url, tiny_model_dir):
         ({"model": M, "task": "sst2", "surprise": 1}, "invalid_request"),
         ({"model": M, "task": "sst2", "compression": {"weight_bits": 3}}, "invalid_request"),
         ({"model": M, "task": "sst2", "compression": {"layers": [3, 1]}}, "invalid_request"),
+        ({"model": M, "task": "sst2", "compression": {"embedding_bits": 3}}, "invalid_request"),
+        ({"model": M, "task": "sst2", "compression": {"embedding_bits": "8"}}, "invalid_request"),
+        ({"model": M, "task": "sst2", "compression": {"weight_groups": 0}}, "invalid_request"),
         ({"model": M, "task": "sst2",
           "training": {"budget": "smoke", "overrides": {"no_such_option": 1}}}, "invalid_request"),
         ({"model": M, "task": "sst2",
@@ -117,6 +120,13 @@ def test_idempotency_key(alice_idle, tiny_model_dir):
     assert again.json()["id"] == first.json()["id"]
     other = alice_idle.post("/jobs", json={**body, "compression": {"weight_bits": 2}}, headers=headers)
     assert other.status_code == 409 and error_code(other) == "idempotency_conflict"
+    # options at their defaults are the same request as options left out (and as requests made
+    # before the options existed); a set one is another request
+    spelled = {**body, "compression": {**body["compression"], "weight_groups": 1, "embedding_bits": None}}
+    assert alice_idle.post("/jobs", json=spelled, headers=headers).json()["id"] == first.json()["id"]
+    wider = {**body, "compression": {**body["compression"], "embedding_bits": 8}}
+    r = alice_idle.post("/jobs", json=wider, headers=headers)
+    assert r.status_code == 409 and error_code(r) == "idempotency_conflict"
     # Keys are per tenant: the same key for another request body elsewhere is a new job.
     assert alice_idle.post("/jobs", json=body, headers={"Idempotency-Key": "create-once-2"}).json()["id"] \
         != first.json()["id"]

@@ -137,3 +137,19 @@ def test_model_folders_only_from_the_model_directories(alice_idle, tiny_model_di
     assert r.status_code == 201 and r.json()["request"]["model"] == str(tiny_model_dir.resolve())
     r = alice_idle.post("/jobs", json=job_body(tiny_model_dir.parent))
     assert r.status_code == 422 and "config.json" in r.json()["error"]["message"]
+
+
+def test_request_fingerprints_are_stable_across_releases():
+    """A job's idempotency fingerprint is stored with it: a release that adds compression options
+    must hash requests that do not use them as before, or a client replaying its key after an
+    upgrade would be told its own request conflicts. The value is what release 0.1 computed."""
+    from api.schemas import JobCreate
+
+    body = {"model": "bundled:minilm-l6", "task": "SST-2", "compression": {"weight_bits": 2, "layers": 3},
+            "training": {"budget": "quick"}}
+    released = "3a8fd100395dced123ef0333fd614ea40fa8a06dd51e35eff9fb9b03e1798382"
+    assert JobCreate.model_validate(body).fingerprint() == released
+    explicit = {**body, "compression": {**body["compression"], "weight_groups": 1, "embedding_bits": None}}
+    assert JobCreate.model_validate(explicit).fingerprint() == released
+    wider = {**body, "compression": {**body["compression"], "embedding_bits": 8}}
+    assert JobCreate.model_validate(wider).fingerprint() != released

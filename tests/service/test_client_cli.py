@@ -98,11 +98,12 @@ def key_of(env) -> str:
 
 def test_embedded_submit_wait_watch_download(serve, env, tiny_model_dir, tmp_path):
     r = run_client("jobs", "submit", "--model", str(tiny_model_dir), "--task", "sst2", *SMOKE_ARGS,
-                   "--wait", "--json", env=env)
+                   "--embedding-bits", "8", "--wait", "--json", env=env)
     assert r.rc == 0, r.stderr
     job = r.json()
     assert job["status"] == "succeeded" and job["progress"] == 1.0
-    assert job["request"]["compression"] == {"weight_bits": 1, "activation_bits": 8, "layers": 2}
+    assert job["request"]["compression"] == {"weight_bits": 1, "activation_bits": 8, "layers": 2,
+                                             "weight_groups": 1, "embedding_bits": 8}
     assert job["request"]["training"]["overrides"]["eval_every"] == 4  # --set values arrive typed
     m = job["metrics"]
     assert m["packed_bytes"] < m["fp32_bytes"] and m["main_metric"] == "accuracy"
@@ -130,6 +131,10 @@ def test_embedded_submit_wait_watch_download(serve, env, tiny_model_dir, tmp_pat
     assert shown.rc == 0 and "succeeded" in shown.stdout and "smaller" in shown.stdout
 
     check_download(env, job["id"], tmp_path / "ckpt")
+    # the option reached the worker: 8-bit word embeddings under 1-bit encoder weights
+    meta = json.loads((tmp_path / "ckpt" / "xtc.json").read_text())
+    assert meta["embedding_bits"] == 8 and meta["weight_bits"] == 1
+    assert meta["quantized"]["bert.embeddings.word_embeddings.weight"]["bits"] == 8
 
 
 def test_embedded_cancel_and_dataset_upload(serve, env, tiny_model_dir, small_glue, tmp_path):

@@ -97,6 +97,7 @@ def test_dashboard_flow(page, serve, bob_key, tiny_model_dir, small_glue, tmp_pa
     page.fill("#new-job-form input[name=model]", str(tiny_model_dir))
     page.select_option("#new-job-form select[name=task]", "sst2")
     page.select_option("#new-job-form select[name=weight_bits]", "1")
+    page.select_option("#new-job-form select[name=embedding_bits]", "8")
     page.fill("#new-job-form input[name=layers]", "2")
     page.select_option("#new-job-form select[name=budget]", "smoke")
     page.fill("#new-job-form textarea[name=overrides]", json.dumps(OVERRIDES))
@@ -108,6 +109,10 @@ def test_dashboard_flow(page, serve, bob_key, tiny_model_dir, small_glue, tmp_pa
                            timeout=30_000)
     page.wait_for_selector("#job-status[data-status=succeeded]", timeout=180_000)
     assert page.evaluate("window.__sameDocument") is True
+    # the form's word-embedding width reached the request, and the job page says so
+    job = httpx.get(f"{serve.url}/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}).json()
+    assert job["request"]["compression"]["embedding_bits"] == 8
+    assert "embeddings 8-bit" in page.inner_text("#job-request")
 
     # Its curves: one point per progress event with a loss, per stage, up to the last step; plotted
     # (pixels of the stage colour on the canvas).

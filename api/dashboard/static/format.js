@@ -28,7 +28,9 @@ export function bytes(n) {
 export function compression(job) {
   const c = job.request.compression || {};
   const layers = c.layers == null ? "half" : Array.isArray(c.layers) ? c.layers.join(",") : c.layers;
-  return `W${c.weight_bits ?? 1}A${c.activation_bits ?? 32} · layers ${layers}`;
+  const embedding = c.embedding_bits ? ` · embeddings ${c.embedding_bits}-bit` : "";
+  const groups = (c.weight_groups ?? 1) > 1 ? ` · ${c.weight_groups} groups` : "";
+  return `W${c.weight_bits ?? 1}A${c.activation_bits ?? 32} · layers ${layers}${embedding}${groups}`;
 }
 
 export function taskName(job) {

@@ -45,6 +45,7 @@ async function buildBody(f) {
       weight_bits: Number(f.weight_bits.value),
       activation_bits: f.activation_bits.value === "none" ? null : 8,
       layers: layersValue(f.layers.value),
+      embedding_bits: f.embedding_bits.value ? Number(f.embedding_bits.value) : null,
     },
     training: { budget: f.budget.value, overrides },
   };
