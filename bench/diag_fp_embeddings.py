@@ -29,8 +29,15 @@ def main(argv: list[str] | None = None) -> dict:
     untrained = [n for n in args.variant_list if fidelity.VARIANTS[n].kind != "compress"]
     if untrained:  # PTQ and int8 rows do not go through the pipeline: they would be mislabelled
         sys.exit(f"diag_fp_embeddings: trained variants only, not {', '.join(untrained)}")
+    if args.embedding_bits:
+        sys.exit("diag_fp_embeddings: the word embeddings stay unquantized here; --embedding-bits is "
+                 "bench/fidelity.py's option")
     quantize, inputs = pipeline.apply_quantization, fidelity._run_inputs
-    pipeline.apply_quantization = quantize_linears  # the same call, less the word embeddings
+
+    def linears_only(model, *, embedding_bits=None, **options):  # the same call, less the word embeddings
+        return quantize_linears(model, **options)
+
+    pipeline.apply_quantization = linears_only
     fidelity._run_inputs = lambda variant: {**inputs(variant), "diagnostic": MARK}
     try:
         return fidelity.main(argv, script="bench/diag_fp_embeddings.py")

@@ -285,8 +285,8 @@ def run_compress_variant(v: Variant, teacher_path: str, args, task_name: str, tr
         output_dir=str(vdir / "checkpoint"), work_dir=str(vdir / "work"),
         weight_bits=v.weight_bits or 1, activation_bits=8,
         layers=max(1, total_layers // 2) if v.half else total_layers,
-        weight_groups=args.weight_groups, training=training, budget_name=args.budget, device=device,
-        distill=v.distill, quantize=v.quantize, resume=True,
+        weight_groups=args.weight_groups, embedding_bits=args.embedding_bits, training=training,
+        budget_name=args.budget, device=device, distill=v.distill, quantize=v.quantize, resume=True,
     )
     # Stage 1 is shared through the pipeline's own content-keyed stage cache (as `xtc sweep` does):
     # a variant whose stage 1 has the same inputs as an earlier one's (same layers, distillation,
@@ -359,7 +359,7 @@ def run_ptq_variant(v: Variant, teacher_path: str, task, training, work: Path, a
     model, tokenizer = _load_teacher_model(teacher_path, task, device)
     fp32_bytes = count_params(model) * 4
     quantized = apply_quantization(model, weight_bits=v.weight_bits, activation_bits=8,
-                                   weight_groups=args.weight_groups)
+                                   weight_groups=args.weight_groups, embedding_bits=args.embedding_bits)
     round_unquantized_floats(model, torch.float16, set(quantized))
     freeze_quantized_weights(model)  # evaluate exactly the codes and scales that are exported
     dev = encode_dev(tokenizer, task.dev, training.max_seq_length)
@@ -510,7 +510,8 @@ def build_report(task_result: dict) -> str:
         "- schedule: " + ", ".join(f"{k}={r['training'][k]}" for k in (
             "finetune_steps", "reduction_steps", "quant_steps", "batch_size", "max_seq_length", "lr",
             "finetune_lr", "eval_every", "weight_decay", "warmup_ratio"))
-        + f", weight_groups={r['weight_groups']}",
+        + f", weight_groups={r['weight_groups']}"
+        + (f", embedding_bits={r['embedding_bits']}" if r.get("embedding_bits") else ""),
         f"- seeds of the trained variants: {r.get('seeds')} (scores: mean ± sample std over seeds); "
         + _dev_noise(r),
         f"- teacher schedule overrides: {r.get('teacher_overrides') or 'none'}",
@@ -664,6 +665,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--weight-groups", type=int, default=1)
+    p.add_argument("--embedding-bits", type=int, default=None, choices=(1, 2, 4, 8),
+                   help="word-embedding bits (default: each variant's weight bits, as XTC)")
     for name in ("finetune-steps", "reduction-steps", "quant-steps", "eval-every", "batch-size",
                  "max-seq-length", "max-train-examples"):
         p.add_argument(f"--{name}", type=int, default=None)
@@ -764,6 +767,8 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
             cache = work / "variants" / f"{label}.json"
             key = {"variant": _run_inputs(dataclasses.asdict(v)), "training": dataclasses.asdict(vtrain),
                    "weight_groups": args.weight_groups, "teacher": teacher["config"]}
+            if args.embedding_bits:  # absent by default, so runs cached before the option still match
+                key["embedding_bits"] = args.embedding_bits
             key = json.loads(json.dumps(key))  # tuples become lists, as in the cached file
             cached = _read_json(cache)
             if not args.force and cached and _same_run(cached.get("key"), key):
@@ -837,7 +842,7 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
         "tag": args.tag, "command": command, "overrides": overrides, "teacher_overrides": teacher_overrides,
         "seeds": args.seed_list or [training.seed],
         "training": dataclasses.asdict(training), "weight_groups": args.weight_groups,
-        "train_examples": n_train, "train_total": len(task.train),
+        "embedding_bits": args.embedding_bits, "train_examples": n_train, "train_total": len(task.train),
         "dev_examples": {k: len(rows) for k, rows in task.dev.items()},
         "hardware": _hardware(device),
         "teacher": {"score": tscore, "metrics": tscores, "layers": total_layers, "fp32_bytes": fp32_bytes,
