@@ -40,15 +40,35 @@ class DatasetTask(Strict):
     regression: bool | None = None
 
 
+def integer_only(value: Any) -> Any:
+    """A bit width is a JSON integer: lax validation would read true as 1 and 2.0 as 2."""
+    if isinstance(value, bool | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+# Per-job compression options that apply to every point of a sweep alike (the grid varies the rest).
+WeightGroups = Annotated[int, Field(strict=True, ge=1, le=65536)]
+EmbeddingBits = Literal[1, 2, 4, 8] | None
+
+
 class Compression(Strict):
     weight_bits: Literal[1, 2] = 1
     activation_bits: Literal[8] | None = 8
     # A student depth, or teacher layers (0-based) to keep; bounded so no value overflows a column.
     layers: Annotated[int, Field(ge=1, le=256)] | Annotated[
         list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=1, max_length=256)] | None = None
-    weight_groups: Annotated[int, Field(ge=1, le=65536)] = 1  # scales per weight matrix
-    # Word-embedding width (one scale per row); null: weight_bits, as XTC does.
-    embedding_bits: Literal[1, 2, 4, 8] | None = None
+    weight_groups: WeightGroups = 1  # scales per weight matrix
+    embedding_bits: EmbeddingBits = None  # word-embedding width (one scale per row); null: weight_bits
+
+    _integers_only = field_validator("weight_bits", "activation_bits", "embedding_bits",
+                                     mode="before")(integer_only)
+
+    @model_validator(mode="after")
+    def _embedding_bits_of_the_weights_is_the_default(self) -> Compression:
+        if self.embedding_bits == self.weight_bits:  # one meaning, one spelling (and one fingerprint)
+            self.embedding_bits = None
+        return self
 
 
 class Training(Strict):
@@ -81,6 +101,12 @@ class Training(Strict):
 COMPRESSION_ADDED_DEFAULTS: dict[str, Any] = {"weight_groups": 1, "embedding_bits": None}
 
 
+def drop_added_defaults(data: dict[str, Any]) -> None:
+    for key, default in COMPRESSION_ADDED_DEFAULTS.items():
+        if key in data and data[key] == default:
+            data.pop(key)
+
+
 class JobCreate(Strict):
     model: Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
     task: Name | DatasetTask
@@ -91,9 +117,7 @@ class JobCreate(Strict):
     def fingerprint(self) -> str:
         """Hash of the normalized request: same meaning -> same hash, whatever the JSON spelling."""
         data = self.model_dump(mode="json")
-        for key, default in COMPRESSION_ADDED_DEFAULTS.items():
-            if data["compression"].get(key) == default:  # requests from before these options hash as before
-                data["compression"].pop(key)
+        drop_added_defaults(data["compression"])
         if isinstance(self.task, str):
             data["task"] = normalized_task(self.task)
         data["training"]["budget"] = self.training.budget.strip().lower()

@@ -7,9 +7,21 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from .schemas import DatasetTask, JobOut, Name, Strict, Training, _no_nul, normalized_task
+from .schemas import (
+    DatasetTask,
+    EmbeddingBits,
+    JobOut,
+    Name,
+    Strict,
+    Training,
+    WeightGroups,
+    _no_nul,
+    drop_added_defaults,
+    integer_only,
+    normalized_task,
+)
 
 # The bounds of Compression.layers: a point the grid accepts must make a valid child job (else a 500).
 Depth = Annotated[int, Field(ge=1, le=256)] | Annotated[
@@ -33,13 +45,18 @@ class SweepCreate(Strict):
     task: Name | DatasetTask
     grid: Grid
     activation_bits: Literal[8] | None = 8
+    weight_groups: WeightGroups = 1  # for every point, as in a job's compression
+    embedding_bits: EmbeddingBits = None
     training: Training = Field(default_factory=Training)
     target: Target | None = None
     webhook_url: str | None = Field(default=None, max_length=2000)
 
+    _integers_only = field_validator("activation_bits", "embedding_bits", mode="before")(integer_only)
+
     def fingerprint(self) -> str:
         """Hash of the normalized request (as JobCreate's): an Idempotency-Key replay must match it."""
         data = self.model_dump(mode="json")
+        drop_added_defaults(data)
         if isinstance(self.task, str):
             data["task"] = normalized_task(self.task)
         data["model"] = self.model.strip()

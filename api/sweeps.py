@@ -36,7 +36,9 @@ def plan_children(body: SweepCreate) -> list[tuple[str, JobCreate]]:
                 try:
                     job = JobCreate(model=body.model, task=body.task, training=training,
                                     compression=Compression(weight_bits=bits, layers=layers,
-                                                            activation_bits=body.activation_bits))
+                                                            activation_bits=body.activation_bits,
+                                                            weight_groups=body.weight_groups,
+                                                            embedding_bits=body.embedding_bits))
                 except ValidationError as exc:  # a point the schema let through must still be a 4xx
                     e = exc.errors()[0]
                     where = ".".join(map(str, e.get("loc", ()))) or "body"

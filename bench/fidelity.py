@@ -767,7 +767,9 @@ def run_task(task_name: str, args, training, overrides: dict, command: str) -> d
             cache = work / "variants" / f"{label}.json"
             key = {"variant": _run_inputs(dataclasses.asdict(v)), "training": dataclasses.asdict(vtrain),
                    "weight_groups": args.weight_groups, "teacher": teacher["config"]}
-            if args.embedding_bits:  # absent by default, so runs cached before the option still match
+            # only where it changes the run (a quantized variant), and absent by default, so runs cached
+            # before the option still match
+            if args.embedding_bits and v.weight_bits and v.kind != "int8":
                 key["embedding_bits"] = args.embedding_bits
             key = json.loads(json.dumps(key))  # tuples become lists, as in the cached file
             cached = _read_json(cache)

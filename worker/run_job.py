@@ -100,6 +100,20 @@ def _record_failure(job_id: str, settings: Settings, exc: Exception, stop: StopC
         return "failed"
 
 
+# What this worker applies. A server newer than its workers may accept options they would otherwise
+# silently drop (training a model other than the one asked for): such a job fails, saying why.
+COMPRESSION_KEYS = frozenset({"weight_bits", "activation_bits", "layers", "weight_groups", "embedding_bits"})
+
+
+def check_compression_keys(compression: dict[str, Any]) -> None:
+    from xtc_core.errors import ConfigError
+
+    unknown = sorted(set(compression) - COMPRESSION_KEYS)
+    if unknown:
+        raise ConfigError(f"this worker does not know the compression option(s) {', '.join(unknown)}: "
+                          "upgrade the workers to the server's version")
+
+
 def _compress(
     job_id: str, request: dict[str, Any], settings: Settings, storage: Storage, stop: StopCheck,
     work_dir: Path, tmp: Path, attempt: int | None = None,
@@ -109,6 +123,7 @@ def _compress(
 
     training = request.get("training") or {}
     compression = request.get("compression") or {}
+    check_compression_keys(compression)
     preset = training.get("budget", "quick")
     cfg = CompressConfig(
         model=request["model"],

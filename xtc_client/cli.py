@@ -162,8 +162,10 @@ def submit(
     body = {
         "model": model,
         "compression": {"weight_bits": weight_bits, "activation_bits": _activation_bits(activation_bits),
-                        "layers": parse_layers(layers), "weight_groups": weight_groups,
-                        "embedding_bits": embedding_bits},
+                        "layers": parse_layers(layers),
+                        # only when set: a server from before these options refuses unknown keys
+                        **({"weight_groups": weight_groups} if weight_groups != 1 else {}),
+                        **({"embedding_bits": embedding_bits} if embedding_bits is not None else {})},
         "training": {"budget": budget, "overrides": parse_overrides(set_)},
     }
     with _api(server, api_key) as api:

@@ -66,8 +66,8 @@ def inspect_checkpoint(path: str | Path) -> dict[str, Any]:
         "ratio": fp32_bytes / packed_bytes,
         "weight_bits": meta.get("weight_bits"),
         "activation_bits": meta.get("activation_bits"),
-        # checkpoints from before the option stored their word embeddings at the weights' width
-        "embedding_bits": meta.get("embedding_bits", meta.get("weight_bits")),
+        "embedding_bits": next((spec["bits"] for name, spec in meta.get("quantized", {}).items()
+                                if "word_embeddings" in name), None),
         "layers": len(meta.get("teacher_layers", [])),
         "teacher_layers": meta.get("teacher_layers"),
         "params_by_bits": by_bits,

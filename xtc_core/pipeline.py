@@ -286,8 +286,8 @@ def _prepare_work_dir(work: Path, cfg: CompressConfig) -> None:
         path = Path(fields["data"][key] or "")
         if path.is_file():  # a missing file is reported by the data loader, with its name
             fields["data"][key] = hashlib.sha256(path.read_bytes()).hexdigest()
-    if fields["embedding_bits"] is None:  # the default: folders written before the option still resume
-        fields.pop("embedding_bits")
+    if fields["embedding_bits"] in (None, cfg.weight_bits):  # the default, however spelled: folders
+        fields.pop("embedding_bits")                       # written before the option still resume
     fields["work_format"] = DONE_FORMAT  # a folder another layout wrote is started afresh, not misread
     fingerprint = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
     marker = work / "run.json"

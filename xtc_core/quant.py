@@ -53,17 +53,20 @@ def _qmax(bits: int) -> int:
 
 
 def _uniform_codes(g: torch.Tensor, scales: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric codes in [-qmax, qmax] (round half to even), as floats of ``g``'s dtype."""
+    """Symmetric codes in [-qmax, qmax] (round half to even), as floats of ``g``'s dtype. ``+ 0.0``
+    turns the -0.0 that rounding gives small negative weights into the +0.0 an integer code 0
+    dequantizes to, so training's values equal the checkpoint's down to the sign bit."""
     q = _qmax(bits)
-    return torch.clamp(torch.round(g / scales), -q, q)
+    return torch.clamp(torch.round(g / scales), -q, q) + 0.0
 
 
 def quantize_weight(w: torch.Tensor, bits: int, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Codes in {-1, +1} (1-bit), {-1, 0, +1} (2-bit) or [-qmax, qmax] (4/8-bit), int8 shaped like
     ``w``; fp32 scale per group.
 
-    Computed on the CPU in fp64, so the same latent weights give the same codes and scales whatever
-    the device or thread count (this is what the checkpoint stores)."""
+    Computed on the CPU with fp64 statistics (4/8 bits: a max, exact anyway, then one fp32 division
+    per weight), so the same latent weights give the same codes and scales whatever the device or
+    thread count (this is what the checkpoint stores)."""
     g = _grouped(w.detach().to("cpu", torch.float32), groups)
     scales, keep = _group_stats(g.abs(), bits)
     if bits == 1:
@@ -90,11 +93,11 @@ def fake_quantize_weight(w: torch.Tensor, bits: int, groups: int) -> torch.Tenso
     alpha = alpha.to(g.dtype)
     if bits == 1:
         out = torch.where(g >= 0, alpha, -alpha)
-    elif bits in (4, 8):
-        out = _uniform_codes(g, alpha, bits) * alpha
-    else:
+    elif bits == 2:
         zero = torch.zeros((), dtype=g.dtype, device=g.device)
         out = torch.where(keep, torch.where(g >= 0, alpha, -alpha), zero)
+    else:
+        out = _uniform_codes(g, alpha, bits) * alpha
     return out.reshape(w.shape)
 
 
@@ -133,7 +136,7 @@ def activation_codes(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torc
     """The integer codes (as floats, in [-qmax, qmax]) and per-token scales behind
     ``fake_quantize_activation``: the one place this arithmetic lives, so the integer kernels
     (``int_kernels.Int8Linear``) multiply exactly training's codes."""
-    qmax = 2 ** (bits - 1) - 1
+    qmax = _qmax(bits)
     scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / qmax
     return torch.clamp(torch.round(x / scale), -qmax, qmax), scale
 

@@ -27,15 +27,14 @@ from .checkpoint import (
     read_meta,
     uniform_permissions,
 )
+from .quant import quantize_weight
 
 MIN_VALUES = 4096  # small matrices (token types, a 2-class head) are not worth a scale per row
 
 
 def quantize_rows(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    w = w.float()
-    scales = w.abs().amax(dim=1).clamp(min=1e-12) / 127
-    codes = torch.clamp(torch.round(w / scales[:, None]), -127, 127).to(torch.int8)
-    return codes, scales
+    """int8 codes and one fp32 scale per row: the 8-bit weight quantizer (``quant.quantize_weight``)."""
+    return quantize_weight(w.float(), 8, w.shape[0])
 
 
 def repack_floats_8bit(ckpt: str | Path, out_dir: str | Path, min_values: int = MIN_VALUES) -> Path:

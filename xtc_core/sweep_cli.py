@@ -44,6 +44,9 @@ def sweep_command(
     layers: list[str] = typer.Option(..., help="a depth (3) or teacher layers (1,3,5); repeat per point"),
     budgets: str = typer.Option(None, help="budget presets to sweep too, e.g. smoke,quick"),
     budget: str = typer.Option("quick", help="the schedule when --budgets is not given"),
+    weight_groups: int = typer.Option(1, help="scales per weight matrix, every point"),
+    embedding_bits: int = typer.Option(None, help="word-embedding bits (1, 2, 4, 8), every point "
+                                                  "(default: each point's weight bits)"),
     set_: list[str] = typer.Option([], "--set", help="training override KEY=VALUE (repeatable)"),
     max_drop: float = typer.Option(None, help="target: at most this many points (x100) below the teacher"),
     stage_cache: Path = typer.Option(None, help="stage cache folder (default OUT/.stage-cache)"),
@@ -64,7 +67,8 @@ def sweep_command(
                          budgets=[b.strip() for b in budgets.split(",") if b.strip()] if budgets else None)
         base = CompressConfig(model=model, output_dir=str(out), budget_name=budget,
                               data=DataSource(task=task, glue_dir=str(glue_dir) if glue_dir else None),
-                              training=make_budget(budget, **overrides), device=device)
+                              training=make_budget(budget, **overrides), device=device,
+                              weight_groups=weight_groups, embedding_bits=embedding_bits)
         console = Console(stderr=True)
         result = run_sweep(base, grid, out, max_drop=max_drop, training_overrides=overrides,
                            stage_store=LocalStageStore(stage_cache) if stage_cache else None,

@@ -75,7 +75,11 @@ def test_quantize_dequantize_reproduces_fake_quant_forward_exactly():
         assert torch.equal(dequantize_weight(codes, scales, 4), fq)
     for bits in (4, 8):
         codes, scales = quantize_weight(w, bits, 32)
-        assert torch.equal(dequantize_weight(codes, scales, 32), fake_quantize_weight(w, bits, 32))
+        fq = fake_quantize_weight(w, bits, 32)
+        assert torch.equal(dequantize_weight(codes, scales, 32), fq)
+        # down to the sign bit: small negative weights give +0.0 in both, as their code 0 does
+        assert torch.equal(torch.signbit(dequantize_weight(codes, scales, 32)), torch.signbit(fq))
+        assert bool((codes == 0).any())
 
 
 @pytest.mark.parametrize("bits", [4, 8])

@@ -104,13 +104,18 @@ def test_cli_sweep_prints_the_table_and_rejects_bad_grids(tmp_path, tiny_model_d
     args = ["sweep", "--model", str(tiny_model_dir), "--task", "rte", "--glue-dir", str(glue_dir),
             "--out", str(tmp_path / "o"), "--budget", "smoke", "--set", "max_train_examples=16",
             "--set", "max_eval_examples=16"]
-    r = runner.invoke(app, [*args, "--bits", "2", "--layers", "1", "--max-drop", "100", "--json"])
+    r = runner.invoke(app, [*args, "--bits", "2", "--layers", "1", "--max-drop", "100", "--json",
+                            "--embedding-bits", "4"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["recommendation"]["point"] == "w2-l1" and summary["pareto"] == ["w2-l1"]
     assert (tmp_path / "o" / "points" / "w2-l1" / "model.safetensors").exists()
+    meta = json.loads((tmp_path / "o" / "points" / "w2-l1" / "xtc.json").read_text())
+    assert meta["embedding_bits"] == 4 and meta["weight_bits"] == 2
     bad = runner.invoke(app, [*args, "--bits", "3", "--layers", "1"])
     assert bad.exit_code == 2 and "weight_bits must be 1 or 2" in bad.output
+    bad = runner.invoke(app, [*args, "--bits", "1", "--layers", "1", "--embedding-bits", "5"])
+    assert bad.exit_code == 2 and "embedding_bits must be" in bad.output
     bad = runner.invoke(app, [*args, "--bits", "x", "--layers", "1"])
     assert bad.exit_code == 2 and "--bits" in bad.output
 

@@ -151,5 +151,16 @@ def test_request_fingerprints_are_stable_across_releases():
     assert JobCreate.model_validate(body).fingerprint() == released
     explicit = {**body, "compression": {**body["compression"], "weight_groups": 1, "embedding_bits": None}}
     assert JobCreate.model_validate(explicit).fingerprint() == released
+    same = {**body, "compression": {**body["compression"], "embedding_bits": 2}}  # = weight_bits: the default
+    assert JobCreate.model_validate(same).fingerprint() == released
     wider = {**body, "compression": {**body["compression"], "embedding_bits": 8}}
     assert JobCreate.model_validate(wider).fingerprint() != released
+    # sweeps likewise
+    from api.sweep_schemas import SweepCreate
+
+    sweep = {"model": "m", "task": "sst2", "grid": {"weight_bits": [1, 2], "layers": [1]}}
+    released = "b6ed1f702a78974d1dcd06be2678ade95dc226ffcc16694126b1a7de9b6a6d13"
+    assert SweepCreate.model_validate(sweep).fingerprint() == released
+    assert SweepCreate.model_validate({**sweep, "weight_groups": 1, "embedding_bits": None}).fingerprint() \
+        == released
+    assert SweepCreate.model_validate({**sweep, "embedding_bits": 8}).fingerprint() != released

@@ -116,6 +116,9 @@ def test_bad_sweeps_are_4xx(alice_idle, bob_idle, tiny_model_dir):
     cases = [({**base, "grid": {"weight_bits": [3], "layers": [1]}}, "invalid_request"),
              ({**base, "grid": {"weight_bits": [1, 1], "layers": [1]}}, "invalid_request"),
              ({**base, "grid": {"weight_bits": [1], "layers": [0]}}, "invalid_request"),
+             ({**base, "embedding_bits": 3}, "invalid_request"),
+             ({**base, "embedding_bits": True}, "invalid_request"),
+             ({**base, "weight_groups": 0}, "invalid_request"),
              ({**base, "task": "nope"}, "unknown_task"),
              ({**base, "task": ""}, "invalid_request"),
              ({**base, "grid": {"weight_bits": [1, 2], "layers": list(range(1, 13)),
@@ -129,3 +132,14 @@ def test_bad_sweeps_are_4xx(alice_idle, bob_idle, tiny_model_dir):
     assert sweep_id not in [w["id"] for w in bob_idle.get("/sweeps").json()["data"]]
     page = alice_idle.get("/sweeps", params={"limit": 1}).json()
     assert page["data"][0]["id"] == sweep_id and page["next_cursor"] == sweep_id  # newest first
+
+
+def test_sweep_wide_compression_options_reach_every_point(alice_idle, tiny_model_dir):
+    body = {"model": str(tiny_model_dir), "task": "sst2", "training": SMOKE, "embedding_bits": 8,
+            "weight_groups": 4, "grid": {"weight_bits": [1, 2], "layers": [1]}}
+    r = alice_idle.post("/sweeps", json=body)
+    assert r.status_code == 201, r.text
+    children = r.json()["children"]
+    assert [(j["request"]["compression"]["weight_bits"], j["request"]["compression"]["embedding_bits"],
+             j["request"]["compression"]["weight_groups"]) for j in children] == [(1, 8, 4), (2, 8, 4)]
+    alice_idle.post(f"/sweeps/{r.json()['id']}/cancel")
