@@ -93,7 +93,9 @@ class DeliveryLoop:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    DeliveryLoop(get_settings()).run_forever()
+    loop = DeliveryLoop(get_settings())
+    log.info("webhook delivery loop started (polling every %.1f s)", loop.settings.webhook_poll_s)
+    loop.run_forever()
 
 
 if __name__ == "__main__":

@@ -130,6 +130,9 @@ def test_signed_retried_and_exactly_once_across_a_killed_sender(
 
     loop = Loop(settings, tmp_path / "loop1.log")
     try:
+        # Progress webhooks come from the loop's scans while a job runs: a smoke job runs for seconds,
+        # so the loop must be polling before the jobs start, not still importing.
+        _until(lambda: b"loop started" in (tmp_path / "loop1.log").read_bytes(), 60, "the loop's start")
         hook = f"{receiver.url}/hook"
         jobs = [alice_live.post("/jobs", json=job_body(tiny_model_dir, webhook_url=hook)).json()["id"]
                 for _ in range(2)]
