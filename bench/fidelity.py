@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xtc_core.config import KD_RECIPE_0_1  # torch-free: `--help` stays fast
+from xtc_core.config import EMBEDDING_BITS, KD_RECIPE_0_1  # torch-free: `--help` stays fast
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_GLUE = Path(os.environ.get("XTC_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
@@ -665,7 +665,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu, cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--weight-groups", type=int, default=1)
-    p.add_argument("--embedding-bits", type=int, default=None, choices=(1, 2, 4, 8),
+    p.add_argument("--embedding-bits", type=int, default=None, choices=EMBEDDING_BITS,
                    help="word-embedding bits (default: each variant's weight bits, as XTC)")
     for name in ("finetune-steps", "reduction-steps", "quant-steps", "eval-every", "batch-size",
                  "max-seq-length", "max-train-examples"):

@@ -147,9 +147,7 @@ def submit(
     weight_bits: int = typer.Option(1, help="1 (binary) or 2 (ternary)"),
     activation_bits: str = opt.ACTIVATION_BITS,
     layers: str = typer.Option(None, help="student depth (3) or teacher layers (1,3,5); default half"),
-    weight_groups: int = typer.Option(1, help="scales per weight matrix (per-group quantization)"),
-    embedding_bits: int = typer.Option(None, help="word-embedding bits: 1, 2, 4 or 8 "
-                                                  "(default: --weight-bits)"),
+    weight_groups: int = opt.WEIGHT_GROUPS, embedding_bits: int = opt.EMBEDDING_BITS,
     budget: str = typer.Option("quick", help="smoke | quick | standard | paper"),
     set_: list[str] = opt.SET,
     idempotency_key: str = typer.Option(None, help="resubmitting with the same key returns the same job"),
@@ -163,9 +161,7 @@ def submit(
         "model": model,
         "compression": {"weight_bits": weight_bits, "activation_bits": _activation_bits(activation_bits),
                         "layers": parse_layers(layers),
-                        # only when set: a server from before these options refuses unknown keys
-                        **({"weight_groups": weight_groups} if weight_groups != 1 else {}),
-                        **({"embedding_bits": embedding_bits} if embedding_bits is not None else {})},
+                        **opt.added_compression(weight_groups, embedding_bits)},
         "training": {"budget": budget, "overrides": parse_overrides(set_)},
     }
     with _api(server, api_key) as api:

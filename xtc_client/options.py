@@ -1,4 +1,7 @@
-"""Options that `xtc jobs submit` and `xtc sweeps submit` share: the request's model and data."""
+"""Options that `xtc jobs submit` and `xtc sweeps submit` share: the request's model, data and
+compression."""
+
+from typing import Any
 
 import typer
 
@@ -13,3 +16,12 @@ LABEL_COLUMN = typer.Option(None, help="column holding the label")
 REGRESSION = typer.Option(False, help="your data has a float target")
 ACTIVATION_BITS = typer.Option("8", help="8, or 'none' for full-precision activations")
 SET = typer.Option([], "--set", help="training override KEY=VALUE (repeatable)")
+WEIGHT_GROUPS = typer.Option(1, help="scales per weight matrix (per-group quantization)")
+EMBEDDING_BITS = typer.Option(None, help="word-embedding bits: 1, 2, 4 or 8 (default: the weight bits)")
+
+
+def added_compression(weight_groups: int, embedding_bits: int | None) -> dict[str, Any]:
+    """The compression options added after 0.1, only when set: a server from before them refuses
+    unknown keys, so a request that does not use them must not carry them."""
+    return {**({"weight_groups": weight_groups} if weight_groups != 1 else {}),
+            **({"embedding_bits": embedding_bits} if embedding_bits is not None else {})}

@@ -93,9 +93,7 @@ def submit(
     budgets: str = typer.Option(None, help="budget presets to sweep too, e.g. smoke,quick"),
     budget: str = typer.Option("quick", help="the schedule when --budgets is not given"),
     activation_bits: str = opt.ACTIVATION_BITS,
-    weight_groups: int = typer.Option(1, help="scales per weight matrix, every point"),
-    embedding_bits: int = typer.Option(None, help="word-embedding bits (1, 2, 4, 8), every point "
-                                                  "(default: each point's weight bits)"),
+    weight_groups: int = opt.WEIGHT_GROUPS, embedding_bits: int = opt.EMBEDDING_BITS,  # every point
     set_: list[str] = opt.SET,
     max_drop: float = typer.Option(None, help="target: the smallest point at most this many points (x100) "
                                               "below the teacher"),
@@ -115,10 +113,7 @@ def submit(
         "activation_bits": _activation_bits(activation_bits),
         "training": {"budget": budget, "overrides": parse_overrides(set_)},
     }
-    if weight_groups != 1:  # only when set: a server from before these options refuses unknown keys
-        body["weight_groups"] = weight_groups
-    if embedding_bits is not None:
-        body["embedding_bits"] = embedding_bits
+    body.update(opt.added_compression(weight_groups, embedding_bits))
     if budgets:
         body["grid"]["budgets"] = [b.strip() for b in budgets.split(",") if b.strip()]
     if max_drop is not None:

@@ -161,6 +161,9 @@ class DataSource:
             raise ConfigError("user data needs a column mapping: text column and label column")
 
 
+EMBEDDING_BITS = (1, 2, 4, 8)  # widths the word embeddings can be stored at (quant.quantize_weight's)
+
+
 @dataclass
 class CompressConfig:
     model: str  # "bundled:minilm-l6", a Hugging Face hub id, or a local folder
@@ -191,7 +194,7 @@ class CompressConfig:
         if self.activation_bits not in (8, None):
             raise ConfigError(f"activation_bits must be 8 or null, got {self.activation_bits}")
         if self.embedding_bits is not None and (isinstance(self.embedding_bits, bool)
-                                                or self.embedding_bits not in (1, 2, 4, 8)):
+                                                or self.embedding_bits not in EMBEDDING_BITS):
             raise ConfigError(f"embedding_bits must be 1, 2, 4, 8 or null (= weight_bits), "
                               f"got {self.embedding_bits}")
         if self.float_storage not in ("fp16", "fp32"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from .quant import qmax
+
 # 2-bit code words: 0 -> 0, +1 -> 1, -1 -> 2 (3 is never written)
 _TERNARY_TO_WORD = {0: 0, 1: 1, -1: 2}
 _PER_BYTE = {1: 8, 2: 4, 4: 2, 8: 1}
@@ -30,9 +32,9 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
             raise ValueError("2-bit codes must be -1, 0 or +1")
         words = torch.where(flat < 0, 2, flat).to(torch.uint8)
     else:  # symmetric codes as two's complement words; the most negative word is never written
-        qmax = 2 ** (bits - 1) - 1
-        if (flat.abs() > qmax).any():
-            raise ValueError(f"{bits}-bit codes must be within [-{qmax}, {qmax}]")
+        top = qmax(bits)
+        if (flat.abs() > top).any():
+            raise ValueError(f"{bits}-bit codes must be within [-{top}, {top}]")
         words = (flat & ((1 << bits) - 1)).to(torch.uint8)
     per = _PER_BYTE[bits]
     pad = (-words.numel()) % per

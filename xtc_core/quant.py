@@ -16,10 +16,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 TERNARY_DELTA = 0.7  # TWN threshold: delta = 0.7 * mean(|w|) (Li et al. 2016, used by XTC)
-# Widths a weight can be stored at: XTC's binary and ternary codes, and symmetric 4/8-bit codes (scale
-# = max|w| / (2^(b-1) - 1)) for the word embeddings, whose 2-bit form costs W2A8 students about half of
-# their accuracy gap (bench/results/compare_sst2_w2_fp-embeddings-vs-2bit.md).
-WEIGHT_BITS = (1, 2, 4, 8)
+# Besides XTC's binary and ternary codes, symmetric 4/8-bit codes (scale = max|w| / qmax) for the word
+# embeddings (config.EMBEDDING_BITS), whose 2-bit form costs W2A8 students about half of their accuracy
+# gap (bench/results/compare_sst2_w2_fp-embeddings-vs-2bit.md).
 _MIN_SCALE = 1e-12  # an all-zero row gets codes 0 rather than 0/0
 
 
@@ -44,11 +43,12 @@ def _group_stats(absg: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Ten
         kept = (a * keep).sum(dim=1, keepdim=True) / keep.sum(dim=1, keepdim=True).clamp(min=1)
         return kept.float(), keep
     if bits in (4, 8):
-        return (a.amax(dim=1, keepdim=True) / _qmax(bits)).float().clamp(min=_MIN_SCALE), None
-    raise ValueError(f"weight bits must be one of {WEIGHT_BITS}, got {bits}")
+        return (a.amax(dim=1, keepdim=True) / qmax(bits)).float().clamp(min=_MIN_SCALE), None
+    raise ValueError(f"weight bits must be 1, 2, 4 or 8, got {bits}")
 
 
-def _qmax(bits: int) -> int:
+def qmax(bits: int) -> int:
+    """The largest code of a symmetric ``bits``-bit integer (the most negative one is never used)."""
     return 2 ** (bits - 1) - 1
 
 
@@ -56,7 +56,7 @@ def _uniform_codes(g: torch.Tensor, scales: torch.Tensor, bits: int) -> torch.Te
     """Symmetric codes in [-qmax, qmax] (round half to even), as floats of ``g``'s dtype. ``+ 0.0``
     turns the -0.0 that rounding gives small negative weights into the +0.0 an integer code 0
     dequantizes to, so training's values equal the checkpoint's down to the sign bit."""
-    q = _qmax(bits)
+    q = qmax(bits)
     return torch.clamp(torch.round(g / scales), -q, q) + 0.0
 
 
@@ -136,9 +136,9 @@ def activation_codes(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torc
     """The integer codes (as floats, in [-qmax, qmax]) and per-token scales behind
     ``fake_quantize_activation``: the one place this arithmetic lives, so the integer kernels
     (``int_kernels.Int8Linear``) multiply exactly training's codes."""
-    qmax = _qmax(bits)
-    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / qmax
-    return torch.clamp(torch.round(x / scale), -qmax, qmax), scale
+    top = qmax(bits)
+    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp(min=1e-8) / top
+    return torch.clamp(torch.round(x / scale), -top, top), scale
 
 
 def binarize(w: torch.Tensor, groups: int = 1) -> torch.Tensor:
